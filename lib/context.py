@@ -1,0 +1,62 @@
+"""What the gateway knows about one request while it runs; the request log is made from it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from lib.keys import KeyRecord
+
+
+@dataclass
+class RequestContext:
+    """Mutable per-request state, created by the HTTP layer and filled in by the gateway."""
+
+    endpoint: str
+    client_ip: str = ""
+    proxy_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)
+    key: KeyRecord | None = None
+    is_master: bool = False
+    requested_model: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    stream: bool = False
+    status: int = 200
+    error_code: str | None = None
+    error_message: str | None = None
+    ttfb_ms: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_source: str | None = None
+    cost_usd: Any = None
+    unpriced: bool = False
+    cache: str | None = None
+    cache_similarity: float | None = None
+    cache_entry: str | None = None
+    saved_tokens: int = 0
+    saved_cost_usd: Any = None
+    client_disconnected: bool = False
+    request_body: str | None = None
+    response_body: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    reservation: Any = None
+    finished: bool = False
+
+    @property
+    def key_id(self) -> str | None:
+        return self.key.id if self.key else None
+
+    @property
+    def user_id(self) -> str | None:
+        return self.key.user_id if self.key else None
+
+    def elapsed_ms(self) -> float:
+        return (time.monotonic() - self.started) * 1000.0
+
+    def mark_first_byte(self) -> None:
+        if self.ttfb_ms is None:
+            self.ttfb_ms = self.elapsed_ms()

@@ -1,0 +1,297 @@
+"""The request pipeline for chat completions, with no HTTP in it.
+
+One request, in order: authorize the model → policy → rate limit and budget reservation → cache lookup →
+route (alias, provider, fallbacks, all inside one deadline) → provider call (plain or streamed) → count
+tokens and price → settle the reservation, store the cache entry, write the log and usage. ``src/`` parses
+HTTP, calls ``complete`` or ``stream`` here, and serializes what comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from lib import errors
+from lib.context import RequestContext
+from lib.providers.base import Provider, make_chunk, make_usage, text_of
+from lib.router import Route, Router
+from lib.schemas import ChatCompletionRequest
+from lib.settings import Settings
+
+log = logging.getLogger("aiproxy.gateway")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One concrete attempt: a provider instance and the upstream model name to ask it for."""
+
+    provider: Provider
+    model: str
+    route: Route
+    substituted: bool = False  # the sandbox stands in for an unconfigured provider
+
+
+class Gateway:
+    """Runs chat requests through the pipeline. Collaborators are passed in, built once per app."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        router: Router,
+        providers: dict[str, Provider],
+        recorder: Callable[[RequestContext], None] | None = None,
+        limits: Any = None,
+        accounting: Any = None,
+        cache: Any = None,
+        policy: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.router = router
+        self.providers = providers
+        self._recorder = recorder
+        self.limits = limits
+        self.accounting = accounting
+        self.cache = cache
+        self.policy = policy
+        self._clock = clock
+
+    # -- before the call ---------------------------------------------------------------------------
+    def targets(self, ctx: RequestContext, model: str) -> list[Target]:
+        """The attempts for ``model`` in order (route, then fallbacks), after the key's model check.
+
+        Raises ``ModelNotFound`` (404), ``ModelNotAllowed`` (403), or ``UpstreamUnavailable`` (503) when a
+        provider has no credentials and the sandbox may not stand in.
+        """
+        routes = self.router.candidates(model)
+        if ctx.key is not None and not ctx.key.allows_model(model):
+            raise errors.ModelNotAllowed(f"This key is not allowed to use the model '{model}'.", param="model")
+        out: list[Target] = []
+        for route in routes:
+            provider = self.providers.get(route.provider)
+            if provider is not None and provider.configured():
+                out.append(Target(provider, route.model, route))
+            elif self.settings.sandbox_fallback and "sandbox" in self.providers:
+                if not any(t.substituted for t in out):
+                    out.append(Target(self.providers["sandbox"], "sandbox", route, substituted=True))
+            elif not out and route is routes[-1]:
+                raise errors.UpstreamUnavailable(
+                    f"No credentials are configured for provider '{route.provider}' (model '{route.name}').",
+                    provider=route.provider)
+        if not out:
+            raise errors.UpstreamUnavailable(f"No configured provider can serve '{model}'.")
+        return out
+
+    def prepare(self, ctx: RequestContext, req: ChatCompletionRequest) -> list[Target]:
+        """Authorization, policy and limits for ``req``; returns the targets to try. Raises ``GatewayError``."""
+        ctx.requested_model = req.model
+        ctx.stream = bool(req.stream)
+        targets = self.targets(ctx, req.model)
+        ctx.model, ctx.provider = targets[0].model, targets[0].provider.name
+        if self.policy is not None:
+            self.policy.check(_prompt_texts(req))
+        if req.n and req.n > 1 and req.stream:
+            pass  # allowed; passed to the provider
+        if self.limits is not None:
+            self.limits.reserve(ctx, req)
+        return targets
+
+    # -- the call --------------------------------------------------------------------------------
+    def complete(self, ctx: RequestContext, req: ChatCompletionRequest) -> dict[str, Any]:
+        """Answer a non-streamed request. Returns the ``chat.completion`` dict (with ``proxy_id``).
+
+        Raises ``GatewayError`` subclasses; the caller records the context either way.
+        """
+        targets = self.prepare(ctx, req)
+        body = req.upstream_body()
+        deadline = self._clock() + self.settings.request_timeout
+        last: errors.UpstreamError | None = None
+        for target in targets:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
+            try:
+                result = target.provider.complete({**body, "model": target.model}, model=target.model,
+                                                  timeout=remaining)
+            except errors.UpstreamError as exc:
+                last = self._attempt_failed(ctx, target, exc)
+                continue
+            ctx.mark_first_byte()
+            self._answered_by(ctx, target, result.get("model"))
+            result["model"] = ctx.model
+            result["proxy_id"] = ctx.proxy_id
+            self._take_usage(ctx, req, result.get("usage"), _completion_text(result))
+            return result
+        raise last or errors.UpstreamTimeout("The request deadline passed before any provider answered.")
+
+    def stream(self, ctx: RequestContext, req: ChatCompletionRequest) -> Iterator[dict[str, Any]]:
+        """Start a streamed request and return an iterator of chunk dicts (each with ``proxy_id``).
+
+        Everything up to the first upstream chunk happens now, so a failure before the first byte raises
+        here (an ordinary HTTP error); a failure later becomes one ``{"error": ...}`` item, then the end.
+        The iterator records the request when it ends, however it ends (including client disconnects).
+        """
+        targets = self.prepare(ctx, req)
+        body = req.upstream_body()
+        deadline = self._clock() + self.settings.request_timeout
+        last: errors.UpstreamError | None = None
+        for target in targets:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
+            upstream = target.provider.stream({**body, "model": target.model}, model=target.model,
+                                              timeout=remaining)
+            try:
+                first = next(upstream)
+            except StopIteration:
+                first = None
+            except errors.UpstreamError as exc:
+                _close(upstream)
+                last = self._attempt_failed(ctx, target, exc)
+                continue
+            self._answered_by(ctx, target, first.get("model") if first else None)
+            return self._relay(ctx, req, upstream, first)
+        raise last or errors.UpstreamTimeout("The request deadline passed before any provider answered.")
+
+    def _relay(self, ctx: RequestContext, req: ChatCompletionRequest, upstream: Iterator[dict[str, Any]],
+               first: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        usage: dict[str, Any] | None = None
+        parts: list[str] = []
+        last_chunk: dict[str, Any] | None = None
+        try:
+            chunk = first
+            while chunk is not None:
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                if chunk.get("choices"):
+                    for choice in chunk["choices"]:
+                        delta = choice.get("delta") or {}
+                        if isinstance(delta.get("content"), str):
+                            parts.append(delta["content"])
+                        for call in delta.get("tool_calls") or []:
+                            parts.append((call.get("function") or {}).get("arguments") or "")
+                    out = dict(chunk)
+                    out["model"] = ctx.model
+                    out["proxy_id"] = ctx.proxy_id
+                    if include_usage:
+                        out["usage"] = None
+                    else:
+                        out.pop("usage", None)
+                    last_chunk = out
+                    ctx.mark_first_byte()
+                    yield out
+                chunk = next(upstream, None)
+            self._take_usage(ctx, req, usage, "".join(parts))
+            if include_usage:
+                base = last_chunk or make_chunk(id="chatcmpl-empty", model=ctx.model or "", created=int(time.time()))
+                yield {**make_chunk(id=base["id"], model=ctx.model or "", created=base["created"],
+                                    with_choice=False,
+                                    usage=make_usage(ctx.prompt_tokens, ctx.completion_tokens)),
+                       "proxy_id": ctx.proxy_id}
+        except errors.GatewayError as exc:
+            log.warning("stream %s failed mid-way: %s", ctx.proxy_id, exc.message)
+            self._take_usage(ctx, req, usage, "".join(parts))
+            ctx.status, ctx.error_code, ctx.error_message = exc.status, exc.code, exc.message
+            yield exc.to_dict()
+        except GeneratorExit:
+            ctx.client_disconnected = True
+            ctx.status = 499
+            ctx.error_code = "client_disconnected"
+            self._take_usage(ctx, req, usage, "".join(parts))
+            raise
+        finally:
+            _close(upstream)
+            self.finish(ctx)
+
+    # -- after the call ----------------------------------------------------------------------------
+    def _attempt_failed(self, ctx: RequestContext, target: Target, exc: errors.UpstreamError) -> errors.UpstreamError:
+        log.warning("proxy_id=%s provider=%s model=%s failed: %s %s", ctx.proxy_id, target.provider.name,
+                    target.model, exc.status, exc.code)
+        if not exc.retryable:
+            raise exc
+        return exc
+
+    def _answered_by(self, ctx: RequestContext, target: Target, reported_model: str | None) -> None:
+        ctx.provider = target.provider.name
+        ctx.model = target.model if target.substituted else (reported_model or target.model)
+        ctx.headers["x-aiproxy-provider"] = target.provider.name
+        if target.substituted:
+            ctx.headers["x-aiproxy-sandbox"] = (
+                f"provider '{target.route.provider}' has no credentials configured; the sandbox answered")
+
+    def _take_usage(self, ctx: RequestContext, req: ChatCompletionRequest, usage: dict[str, Any] | None,
+                    completion_text: str) -> None:
+        """Record token usage: the provider's when it reported one, else counted locally."""
+        if usage and usage.get("prompt_tokens") is not None:
+            ctx.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            ctx.completion_tokens = int(usage.get("completion_tokens") or 0)
+            ctx.usage_source = "provider"
+        elif self.accounting is not None:
+            ctx.prompt_tokens, ctx.completion_tokens = self.accounting.count(req, completion_text, ctx.model)
+            ctx.usage_source = "counted"
+        else:
+            ctx.prompt_tokens = sum(len(text_of(m.content if isinstance(m.content, str) else
+                                                [p.model_dump() for p in m.content or []]).split())
+                                    for m in req.messages)
+            ctx.completion_tokens = len(completion_text.split())
+            ctx.usage_source = "counted"
+
+    def finish(self, ctx: RequestContext) -> None:
+        """Settle limits and write the request's one log record. Safe to call twice (records once)."""
+        if ctx.finished:
+            return
+        ctx.finished = True
+        if self.accounting is not None:
+            self.accounting.price(ctx)
+        if self.limits is not None and ctx.reservation is not None:
+            try:
+                self.limits.settle(ctx)
+            except Exception:  # settling must never break the response path
+                log.exception("settling limits failed for %s", ctx.proxy_id)
+        if self._recorder is not None:
+            try:
+                self._recorder(ctx)
+            except Exception:
+                log.exception("recording request %s failed", ctx.proxy_id)
+
+
+def _close(it: Iterator[Any]) -> None:
+    close = getattr(it, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # closing a broken upstream must not mask the real outcome
+            log.debug("closing upstream stream raised", exc_info=True)
+
+
+def _prompt_texts(req: ChatCompletionRequest) -> list[str]:
+    texts = []
+    for m in req.messages:
+        if isinstance(m.content, str):
+            texts.append(m.content)
+        elif m.content:
+            texts.extend(p.text for p in m.content if getattr(p, "type", None) == "text")
+    return texts
+
+
+def _completion_text(result: dict[str, Any]) -> str:
+    out = []
+    for choice in result.get("choices") or []:
+        message = choice.get("message") or {}
+        out.append(text_of(message.get("content")))
+        for call in message.get("tool_calls") or []:
+            out.append((call.get("function") or {}).get("arguments") or "")
+    return "".join(out)
+
+
+def body_snapshot(data: Any, limit: int) -> str | None:
+    """A JSON string of ``data`` cut to ``limit`` characters (for the request log)."""
+    if data is None or limit <= 0:
+        return None
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + "…[truncated]"

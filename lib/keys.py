@@ -1,0 +1,343 @@
+"""Gateway keys: issue, store (hashed), authenticate, authorize, change and revoke.
+
+A key looks like ``sk-aip-<id>-<secret>``: 16 hex characters of id, then 43 URL-safe random characters
+(256 bits). Only ``sha256(key)`` is stored, in one Redis hash per key (``{prefix}key:{<id>}``), so
+authentication is one HGETALL plus a constant-time digest comparison. A fast hash is enough because the
+secret is 256 random bits (nothing to brute-force, unlike a password); it keeps auth off the CPU.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable, Literal
+
+import redis
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lib import errors
+
+KEY_PREFIX = "sk-aip-"
+ID_LEN = 16
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def is_master(presented: str | None, master_key: str | None) -> bool:
+    """Constant-time comparison of a presented key with the master key."""
+    if not presented or not master_key:
+        return False
+    return hmac.compare_digest(presented.encode("utf-8"), master_key.encode("utf-8"))
+
+
+def parse_key_id(key: str) -> str | None:
+    """The id inside a well-formed gateway key, or None when it is not one of ours."""
+    if not key.startswith(KEY_PREFIX) or len(key) < len(KEY_PREFIX) + ID_LEN + 2:
+        return None
+    kid = key[len(KEY_PREFIX):len(KEY_PREFIX) + ID_LEN]
+    if key[len(KEY_PREFIX) + ID_LEN] != "-" or any(c not in "0123456789abcdef" for c in kid):
+        return None
+    return kid
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, datetime):
+        dt = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return dt.timestamp()
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class _KeyFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=200)
+    models: list[str] | None = None
+    rpm: int | None = Field(None, ge=0)
+    tpm: int | None = Field(None, ge=0)
+    budget_usd: Decimal | None = Field(None, ge=0, max_digits=18, decimal_places=6)
+    budget_period: Literal["total", "daily", "monthly"] | None = None
+    expires_at: datetime | float | None = None
+    cache: bool | None = None
+    cache_scope: str | None = Field(None, pattern=r"^(user|key|shared:[A-Za-z0-9_.-]{1,64})$")
+    metadata: dict[str, str] | None = None
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and any(not isinstance(m, str) or not m.strip() for m in v):
+            raise ValueError("models must be a list of model names (wildcards like 'gpt-4o*' allowed)")
+        return v
+
+
+class KeyCreate(_KeyFields):
+    """Body of ``POST /admin/keys``."""
+
+    user_id: str = Field(min_length=1, max_length=256)
+
+
+class KeyPatch(_KeyFields):
+    """Body of ``PATCH /admin/keys/<id>``; only the fields given change (``null`` clears a limit)."""
+
+    active: bool | None = None
+    user_id: str | None = Field(None, min_length=1, max_length=256)
+
+
+@dataclass
+class KeyRecord:
+    """One gateway key as stored (never the plain key)."""
+
+    id: str
+    key_hash: str
+    user_id: str
+    name: str | None = None
+    active: bool = True
+    revoked_at: float | None = None
+    models: list[str] | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    budget_usd: Decimal | None = None
+    budget_period: str = "total"
+    expires_at: float | None = None
+    created_at: float = 0.0
+    cache: bool = True
+    cache_scope: str = "user"
+    metadata: dict[str, str] = field(default_factory=dict)
+    key_hint: str = ""
+
+    def allows_model(self, name: str) -> bool:
+        """True when the key may use model ``name`` (no list = every model; wildcards allowed)."""
+        if not self.models:
+            return True
+        return any(m == name or fnmatch.fnmatchcase(name, m) for m in self.models)
+
+    def public(self) -> dict[str, Any]:
+        """The key as the admin API shows it (no hash, no plain key)."""
+        return {
+            "id": self.id,
+            "object": "api_key",
+            "key_hint": self.key_hint,
+            "user_id": self.user_id,
+            "name": self.name,
+            "active": self.active,
+            "revoked": self.revoked_at is not None,
+            "revoked_at": _iso(self.revoked_at),
+            "models": self.models,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "budget_usd": str(self.budget_usd) if self.budget_usd is not None else None,
+            "budget_period": self.budget_period,
+            "expires_at": _iso(self.expires_at),
+            "created_at": _iso(self.created_at),
+            "cache": self.cache,
+            "cache_scope": self.cache_scope,
+            "metadata": self.metadata,
+        }
+
+    def to_redis(self) -> dict[str, str]:
+        def s(v: Any) -> str:
+            return "" if v is None else str(v)
+
+        return {
+            "id": self.id, "key_hash": self.key_hash, "user_id": self.user_id, "name": s(self.name),
+            "active": "1" if self.active else "0", "revoked_at": s(self.revoked_at),
+            "models": json.dumps(self.models) if self.models is not None else "",
+            "rpm": s(self.rpm), "tpm": s(self.tpm), "budget_usd": s(self.budget_usd),
+            "budget_period": self.budget_period, "expires_at": s(self.expires_at),
+            "created_at": s(self.created_at), "cache": "1" if self.cache else "0",
+            "cache_scope": self.cache_scope, "metadata": json.dumps(self.metadata), "key_hint": self.key_hint,
+        }
+
+    @classmethod
+    def from_redis(cls, raw: dict[bytes, bytes]) -> "KeyRecord":
+        d = {k.decode(): v.decode() for k, v in raw.items()}
+
+        def opt(name: str, conv: Callable[[str], Any]) -> Any:
+            return conv(d[name]) if d.get(name) else None
+
+        return cls(
+            id=d["id"], key_hash=d["key_hash"], user_id=d["user_id"], name=d.get("name") or None,
+            active=d.get("active") == "1", revoked_at=opt("revoked_at", float),
+            models=json.loads(d["models"]) if d.get("models") else None,
+            rpm=opt("rpm", int), tpm=opt("tpm", int), budget_usd=opt("budget_usd", Decimal),
+            budget_period=d.get("budget_period") or "total", expires_at=opt("expires_at", float),
+            created_at=float(d.get("created_at") or 0), cache=d.get("cache", "1") == "1",
+            cache_scope=d.get("cache_scope") or "user", metadata=json.loads(d.get("metadata") or "{}"),
+            key_hint=d.get("key_hint", ""),
+        )
+
+
+def _validate(model: type[BaseModel], data: Any) -> BaseModel:
+    if not isinstance(data, dict):
+        raise errors.InvalidJSON("The request body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first.get("loc", ()))
+        if first.get("type") == "missing":
+            raise errors.MissingField(f"Missing required parameter: '{param}'.", param=param) from None
+        if first.get("type") == "extra_forbidden":
+            raise errors.InvalidValue(f"Unknown parameter: '{param}'.", param=param,
+                                      code="unknown_parameter") from None
+        raise errors.InvalidValue(f"Invalid value for '{param}': {first.get('msg')}.", param=param) from None
+
+
+class KeyStore:
+    """Gateway keys in Redis (see module docstring). Redis errors surface as ``ServiceUnavailable``."""
+
+    def __init__(self, redis_client: redis.Redis, *, prefix: str, clock: Callable[[], float] = time.time) -> None:
+        self._r = redis_client
+        self._prefix = prefix
+        self._clock = clock
+
+    def _k(self, key_id: str) -> str:
+        return f"{self._prefix}key:{{{key_id}}}"
+
+    @property
+    def _index(self) -> str:
+        return f"{self._prefix}keys"
+
+    def create(self, data: Any) -> tuple[KeyRecord, str]:
+        """Issue a key from a ``POST /admin/keys`` body. Returns ``(record, plain_key)``; the plain key is
+        not stored anywhere. Raises ``InvalidRequest`` for a bad body, ``ServiceUnavailable`` on Redis errors."""
+        spec = _validate(KeyCreate, data)
+        assert isinstance(spec, KeyCreate)
+        key_id = secrets.token_hex(ID_LEN // 2)
+        plain = f"{KEY_PREFIX}{key_id}-{secrets.token_urlsafe(32)}"
+        expires = _epoch(spec.expires_at)
+        record = KeyRecord(
+            id=key_id, key_hash=hash_key(plain), user_id=spec.user_id, name=spec.name, models=spec.models,
+            rpm=spec.rpm, tpm=spec.tpm, budget_usd=spec.budget_usd, budget_period=spec.budget_period or "total",
+            expires_at=expires, created_at=self._clock(),
+            cache=True if spec.cache is None else spec.cache, cache_scope=spec.cache_scope or "user",
+            metadata=spec.metadata or {}, key_hint=f"{plain[:len(KEY_PREFIX) + 6]}...{plain[-4:]}",
+        )
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            pipe.hset(self._k(key_id), mapping=record.to_redis())
+            pipe.sadd(self._index, key_id)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise errors.ServiceUnavailable("The key store is unreachable; try again shortly.") from exc
+        return record, plain
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        """The stored record for ``key_id``, or None."""
+        if not key_id or len(key_id) > 64:
+            return None
+        try:
+            raw = self._r.hgetall(self._k(key_id))
+        except redis.RedisError as exc:
+            raise errors.ServiceUnavailable("The key store is unreachable; try again shortly.") from exc
+        return KeyRecord.from_redis(raw) if raw else None
+
+    def require(self, key_id: str) -> KeyRecord:
+        """Like ``get`` but raises ``NotFound`` (404, code ``key_not_found``)."""
+        record = self.get(key_id)
+        if record is None:
+            raise errors.NotFound(f"No key with id '{key_id}'.", code="key_not_found")
+        return record
+
+    def list(self) -> list[KeyRecord]:
+        """Every key, newest first."""
+        try:
+            ids = sorted(i.decode() for i in self._r.smembers(self._index))
+            pipe = self._r.pipeline(transaction=False)
+            for kid in ids:
+                pipe.hgetall(self._k(kid))
+            raws = pipe.execute()
+        except redis.RedisError as exc:
+            raise errors.ServiceUnavailable("The key store is unreachable; try again shortly.") from exc
+        records = [KeyRecord.from_redis(raw) for raw in raws if raw]
+        return sorted(records, key=lambda r: -r.created_at)
+
+    def update(self, key_id: str, data: Any) -> KeyRecord:
+        """Apply a ``PATCH /admin/keys/<id>`` body and return the new record. Raises ``NotFound``/``InvalidRequest``."""
+        patch = _validate(KeyPatch, data)
+        record = self.require(key_id)
+        if record.revoked_at is not None:
+            raise errors.InvalidValue("This key has been revoked and cannot be changed.", code="key_revoked")
+        fields = patch.model_dump(exclude_unset=True)
+        for name, value in fields.items():
+            if name == "expires_at":
+                value = _epoch(value)
+            elif name in ("budget_period", "cache_scope") and value is None:
+                continue
+            elif name in ("active", "cache") and value is None:
+                continue
+            elif name == "metadata" and value is None:
+                value = {}
+            setattr(record, name, value)
+        try:
+            self._r.hset(self._k(key_id), mapping=record.to_redis())
+        except redis.RedisError as exc:
+            raise errors.ServiceUnavailable("The key store is unreachable; try again shortly.") from exc
+        return record
+
+    def revoke(self, key_id: str) -> KeyRecord:
+        """Revoke a key for good (it stays listed, marked revoked, so its usage keeps an owner)."""
+        record = self.require(key_id)
+        if record.revoked_at is None:
+            record.revoked_at = self._clock()
+            record.active = False
+            try:
+                self._r.hset(self._k(key_id), mapping={"revoked_at": str(record.revoked_at), "active": "0"})
+            except redis.RedisError as exc:
+                raise errors.ServiceUnavailable("The key store is unreachable; try again shortly.") from exc
+        return record
+
+    def authenticate(self, presented: str | None) -> KeyRecord:
+        """The active, unexpired key record for a presented key.
+
+        Raises ``AuthenticationError`` (401 ``missing_api_key`` / ``invalid_api_key``; revoked keys are
+        invalid), ``KeyInactive`` or ``KeyExpired`` (403), ``ServiceUnavailable`` (503) on Redis errors.
+        """
+        if not presented:
+            raise errors.AuthenticationError(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key")
+        key_id = parse_key_id(presented)
+        record = self.get(key_id) if key_id else None
+        if record is None or not hmac.compare_digest(record.key_hash, hash_key(presented)):
+            raise errors.AuthenticationError(
+                f"Incorrect API key provided: {_mask(presented)}.", code="invalid_api_key")
+        if record.revoked_at is not None:
+            raise errors.AuthenticationError("This API key has been revoked.", code="invalid_api_key")
+        if not record.active:
+            raise errors.KeyInactive("This API key is inactive. Ask your gateway admin to re-activate it.")
+        if record.expires_at is not None and record.expires_at <= self._clock():
+            raise errors.KeyExpired(f"This API key expired at {_iso(record.expires_at)}.")
+        return record
+
+
+def _mask(key: str) -> str:
+    """A masked form of a presented key, safe to echo (OpenAI shows the first and last few characters)."""
+    if len(key) <= 10:
+        return "*" * len(key)
+    return f"{key[:6]}{'*' * 8}{key[-4:]}"

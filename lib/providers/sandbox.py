@@ -1,0 +1,107 @@
+"""The built-in ``sandbox`` provider: no network, deterministic generated text, clearly labelled.
+
+It answers when no provider key is configured, so ``make run`` gives a newcomer a real round trip. The
+reply depends only on the model name and the messages (the same request gets the same words), honours
+``max_tokens`` / ``max_completion_tokens`` (finish_reason ``length`` when it cuts), honours ``stop``, and
+streams in several chunks. Its token counts use the same counter as the rest of the proxy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from typing import Any, Callable, Iterator
+
+from lib.providers.base import ProviderConfig, completion_id, make_chunk, make_completion, make_usage, now, text_of
+
+_VOCAB = (
+    "gateway request answer token cache budget limit model provider stream chunk latency proxy key "
+    "usage cost price route fallback header metric redis worker deterministic sandbox reply sample "
+    "example simple quick clear useful steady honest small local fast safe"
+).split()
+_OPENERS = (
+    "This is a sandbox reply from AI Proxy: no provider key is configured, so no model was called.",
+)
+DEFAULT_WORDS = 48
+
+
+def _word_tokens(text: str) -> list[str]:
+    """Split text into pieces that each count as one token (a word with its leading space)."""
+    return re.findall(r"\s*\S+", text)
+
+
+class SandboxProvider:
+    """Deterministic, offline provider (see module docstring)."""
+
+    name = "sandbox"
+
+    def __init__(self, config: ProviderConfig | None = None, http: Any = None,
+                 tokenize: Callable[[str], list[str]] | None = None,
+                 count_prompt: Callable[[list[dict[str, Any]], str], int] | None = None) -> None:
+        self._tokenize = tokenize or _word_tokens
+        self._count_prompt = count_prompt
+
+    def configured(self) -> bool:
+        return True
+
+    # -- the four jobs: build the reply, then shape it as OpenAI does -------------------------------
+    def _reply_pieces(self, body: dict[str, Any], model: str) -> tuple[list[str], str]:
+        messages = body.get("messages") or []
+        last_user = next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        digest = hashlib.sha256(
+            json.dumps([model, messages], sort_keys=True, default=str).encode()).digest()
+        rng = random.Random(digest)
+        quoted = " ".join(last_user.split())[:80]
+        words = [rng.choice(_VOCAB) for _ in range(DEFAULT_WORDS)]
+        sentences = []
+        for i in range(0, len(words), 8):
+            part = words[i:i + 8]
+            sentences.append(part[0].capitalize() + " " + " ".join(part[1:]) + ".")
+        text = f"{_OPENERS[0]} You said: \u201c{quoted}\u201d. " + " ".join(sentences)
+        pieces = self._tokenize(text)
+        finish = "stop"
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if isinstance(limit, int) and limit < len(pieces):
+            pieces, finish = pieces[:limit], "length"
+        stops = body.get("stop")
+        if stops:
+            stops = [stops] if isinstance(stops, str) else list(stops)
+            joined = "".join(pieces)
+            cut = min((joined.find(s) for s in stops if s and s in joined), default=-1)
+            if cut >= 0:
+                kept, acc = [], 0
+                for piece in pieces:
+                    if acc + len(piece) > cut:
+                        break
+                    kept.append(piece)
+                    acc += len(piece)
+                pieces, finish = kept, "stop"
+        return pieces, finish
+
+    def _prompt_tokens(self, body: dict[str, Any], model: str) -> int:
+        messages = body.get("messages") or []
+        if self._count_prompt is not None:
+            return self._count_prompt(messages, model)
+        return sum(len(self._tokenize(text_of(m.get("content")))) + 4 for m in messages) + 3
+
+    def complete(self, body: dict[str, Any], *, model: str, timeout: float) -> dict[str, Any]:
+        """An OpenAI ``chat.completion`` for ``body`` (never raises for a valid body)."""
+        pieces, finish = self._reply_pieces(body, model)
+        return make_completion(
+            model=model, content="".join(pieces), finish_reason=finish,
+            prompt_tokens=self._prompt_tokens(body, model), completion_tokens=len(pieces),
+        )
+
+    def stream(self, body: dict[str, Any], *, model: str, timeout: float) -> Iterator[dict[str, Any]]:
+        """The same reply as ``complete`` as OpenAI chunks: role chunk, content in several chunks, finish, usage."""
+        pieces, finish = self._reply_pieces(body, model)
+        cid, created = completion_id(), now()
+        yield make_chunk(id=cid, model=model, created=created, delta={"role": "assistant", "content": ""})
+        step = 4
+        for i in range(0, len(pieces), step):
+            yield make_chunk(id=cid, model=model, created=created, delta={"content": "".join(pieces[i:i + step])})
+        yield make_chunk(id=cid, model=model, created=created, delta={}, finish_reason=finish)
+        yield make_chunk(id=cid, model=model, created=created, with_choice=False,
+                         usage=make_usage(self._prompt_tokens(body, model), len(pieces)))

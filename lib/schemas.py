@@ -1,0 +1,218 @@
+"""Pydantic models for the OpenAI chat request, and the one function that turns a JSON body into one.
+
+Unknown OpenAI parameters are kept (``extra="allow"``) and passed on to providers that understand them,
+so a new OpenAI parameter does not need a proxy release. Everything the proxy itself reads is validated.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lib import errors
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class OtherPart(BaseModel):
+    """Content parts the proxy passes through without reading (input_audio, file, refusal, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["input_audio", "file", "refusal"]
+
+
+ContentPart = Union[TextPart, ImagePart, OtherPart]
+
+
+class ToolCallFunction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    refusal: str | None = None
+
+    @model_validator(mode="after")
+    def _content_required(self) -> "Message":
+        if self.role == "assistant":
+            if self.content is None and not self.tool_calls and self.refusal is None:
+                raise ValueError("an assistant message needs content or tool_calls")
+        elif self.content is None:
+            raise ValueError(f"a {self.role} message needs content")
+        if isinstance(self.content, list) and not self.content and self.role != "assistant":
+            raise ValueError(f"a {self.role} message needs content")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id")
+        return self
+
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """An OpenAI ``/v1/chat/completions`` request body."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[Message] = Field(min_length=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    n: int | None = Field(None, ge=1, le=128)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    tools: list[Tool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(v, list) and len(v) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return v
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice(cls, v: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if isinstance(v, str) and v not in ("none", "auto", "required"):
+            raise ValueError("tool_choice must be 'none', 'auto', 'required' or a named tool")
+        return v
+
+    @property
+    def output_limit(self) -> int | None:
+        """The caller's cap on output tokens (``max_completion_tokens`` wins over ``max_tokens``)."""
+        return self.max_completion_tokens or self.max_tokens
+
+    def upstream_body(self) -> dict[str, Any]:
+        """The request as a plain dict for providers, without unset fields and proxy-only fields."""
+        body = self.model_dump(exclude_none=True, exclude_unset=False)
+        for proxy_only in PROXY_ONLY_FIELDS:
+            body.pop(proxy_only, None)
+        if not self.stream:
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        return body
+
+
+# Fields the proxy accepts for its own use and never forwards to a provider.
+PROXY_ONLY_FIELDS = ("text", "cache", "aiproxy")
+
+
+def _friendly(exc: ValidationError) -> errors.InvalidRequest:
+    """Turn the first pydantic error into an OpenAI-style 400 with ``param`` set."""
+    first = exc.errors()[0]
+    loc = first.get("loc", ())
+    param = ".".join(str(p) for p in loc if not str(p).startswith(("function-after", "function-before")))
+    kind = first.get("type", "")
+    msg = first.get("msg", "invalid value")
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if kind == "missing":
+        return errors.MissingField(f"Missing required parameter: '{param}'.", param=param)
+    if param.endswith(".role"):
+        return errors.InvalidValue(f"Invalid value for '{param}': {msg}.", param=param, code="invalid_role")
+    return errors.InvalidValue(f"Invalid value for '{param}': {msg}.", param=param)
+
+
+def parse_chat_request(data: Any) -> ChatCompletionRequest:
+    """Validate a decoded JSON body into a ``ChatCompletionRequest``.
+
+    A body with a plain ``text`` string (and no ``messages``) becomes one user message; a missing model
+    is an error. Raises ``errors.InvalidRequest`` subclasses (400) with the offending ``param``.
+    """
+    if not isinstance(data, dict):
+        raise errors.InvalidJSON("The request body must be a JSON object.")
+    body = dict(data)
+    if "messages" not in body and "text" in body:
+        text = body.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise errors.InvalidValue("'text' must be a non-empty string.", param="text")
+        body["messages"] = [{"role": "user", "content": text}]
+    if "messages" not in body:
+        raise errors.MissingField("Missing required parameter: 'messages' (or a plain 'text' string).",
+                                  param="messages")
+    if isinstance(body.get("messages"), list) and not body["messages"]:
+        raise errors.MissingField("'messages' must contain at least one message.", param="messages")
+    if "model" not in body:
+        raise errors.MissingField("Missing required parameter: 'model'.", param="model")
+    try:
+        return ChatCompletionRequest.model_validate(body)
+    except ValidationError as exc:
+        raise _friendly(exc) from None
+
+
+def decode_json_body(raw: bytes) -> Any:
+    """Decode request bytes as UTF-8 JSON. Raises ``InvalidJSON`` (400) for bad bytes or bad JSON."""
+    if not raw:
+        raise errors.InvalidJSON("The request body is empty; send a JSON object.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.InvalidJSON("The request body is not valid UTF-8.", code="invalid_encoding") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise errors.InvalidJSON(
+            f"We could not parse the JSON body of your request ({exc.msg} at line {exc.lineno} column {exc.colno})."
+        ) from None

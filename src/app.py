@@ -1,0 +1,164 @@
+"""The app factory: builds settings, Redis, providers and the gateway once, and wires the blueprints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import redis
+from flask import Flask, Response, g, request
+
+from lib import redis_store
+from lib.context import RequestContext
+from lib.gateway import Gateway
+from lib.keys import KeyStore
+from lib.providers import build_providers
+from lib.providers.base import ProviderConfig
+from lib.router import Router
+from lib.settings import Settings
+
+log = logging.getLogger("aiproxy")
+
+
+@dataclass
+class Services:
+    """The collaborators every view uses, built once per app and kept in ``app.extensions['aiproxy']``."""
+
+    settings: Settings
+    redis: redis.Redis
+    keys: KeyStore
+    router: Router
+    gateway: Gateway
+    http: httpx.Client
+    embedded_redis: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def auth_throttle_check(self, ip: str) -> None:
+        throttle = self.extras.get("auth_throttle")
+        if throttle is not None:
+            throttle.check(ip)
+
+    def auth_throttle_failure(self, ip: str) -> None:
+        throttle = self.extras.get("auth_throttle")
+        if throttle is not None:
+            throttle.record_failure(ip)
+
+
+def configure_logging(level: str) -> None:
+    """Plain one-line logs to stderr; billing lines go to stdout as JSON (see ``record``)."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_aiproxy", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._aiproxy = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def provider_configs(settings: Settings) -> dict[str, ProviderConfig]:
+    return {
+        "openai": ProviderConfig(api_keys=settings.openai_api_keys, base_url=settings.openai_base_url),
+        "anthropic": ProviderConfig(api_keys=(settings.anthropic_api_key,) if settings.anthropic_api_key else (),
+                                    base_url=settings.anthropic_base_url),
+        "gemini": ProviderConfig(api_keys=(settings.gemini_api_key,) if settings.gemini_api_key else (),
+                                 base_url=settings.gemini_base_url),
+        "sandbox": ProviderConfig(),
+    }
+
+
+def _billing_line(ctx: RequestContext) -> str:
+    return json.dumps({
+        "ts": round(ctx.started_wall, 3), "event": "request", "proxy_id": ctx.proxy_id, "endpoint": ctx.endpoint,
+        "key_id": ctx.key_id, "user_id": ctx.user_id, "model": ctx.model, "provider": ctx.provider,
+        "status": ctx.status, "error_code": ctx.error_code, "stream": ctx.stream,
+        "prompt_tokens": ctx.prompt_tokens, "completion_tokens": ctx.completion_tokens,
+        "total_tokens": ctx.prompt_tokens + ctx.completion_tokens,
+        "cost_usd": None if ctx.cost_usd is None else str(ctx.cost_usd), "unpriced": ctx.unpriced,
+        "cache": ctx.cache, "latency_ms": round(ctx.elapsed_ms(), 1),
+    }, separators=(",", ":"))
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app. ``settings`` defaults to ``Settings.from_env()``.
+
+    With no ``REDIS_URL`` a private Redis is started (and stopped at exit); in development and test a
+    missing master key is generated and printed once.
+    """
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    embedded = None
+    if not settings.redis_url:
+        embedded = redis_store.start_embedded_redis()
+        settings = settings.model_copy(update={"redis_url": embedded.url})
+    if not settings.master_key:
+        generated = "sk-aip-master-" + secrets.token_urlsafe(24)
+        settings = settings.model_copy(update={"master_key": generated, "master_key_generated": True})
+        print(f"AI Proxy: AIPROXY_MASTER_KEY is unset; generated a master key for this run: {generated}",
+              file=sys.stderr, flush=True)
+    assert settings.redis_url
+    client = redis_store.connect(settings.redis_url)
+    http = httpx.Client(
+        timeout=httpx.Timeout(settings.request_timeout, connect=min(10.0, settings.request_timeout)),
+        limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
+        follow_redirects=False,
+    )
+    router = Router.load(settings.models_file)
+    providers = build_providers(provider_configs(settings), http)
+    keys = KeyStore(client, prefix=settings.redis_prefix)
+
+    def record(ctx: RequestContext) -> None:
+        print(_billing_line(ctx), flush=True)
+
+    gateway = Gateway(settings=settings, router=router, providers=providers, recorder=record)
+    svc = Services(settings=settings, redis=client, keys=keys, router=router, gateway=gateway, http=http,
+                   embedded_redis=embedded)
+
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["aiproxy"] = svc
+
+    from src import errors as error_handlers
+    from src.views import admin, chat, health
+
+    notify = None
+    if settings.honeybadger_api_key:
+        from honeybadger import honeybadger
+
+        honeybadger.configure(api_key=settings.honeybadger_api_key, environment=settings.environment,
+                              force_report_data=True)
+        notify = honeybadger.notify
+    error_handlers.register(app, notify)
+    app.register_blueprint(chat.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(health.bp)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        ctx: RequestContext | None = g.get("aiproxy_ctx")
+        if settings.cors_allowed_origins:
+            origin = request.headers.get("Origin")
+            if origin and (origin in settings.cors_allowed_origins or "*" in settings.cors_allowed_origins):
+                response.headers["Access-Control-Allow-Origin"] = origin
+                response.headers["Vary"] = "Origin"
+                response.headers["Access-Control-Expose-Headers"] = "x-aiproxy-id, x-aiproxy-cache, Retry-After"
+        if ctx is not None and ctx.endpoint == "chat.completions":
+            response.headers.setdefault("x-aiproxy-id", ctx.proxy_id)
+            if not response.is_streamed:
+                ctx.status = response.status_code
+            # After the body is sent, so logging stays off the client's latency; idempotent for streams.
+            response.call_on_close(lambda: gateway.finish(ctx))
+        return response
+
+    log.info("AI Proxy ready: environment=%s providers=%s redis=%s", settings.environment,
+             ",".join(p for p in ("openai", "anthropic", "gemini") if settings.provider_configured(p)) or "sandbox only",
+             "embedded" if embedded else "external")
+    return app

@@ -1,0 +1,60 @@
+"""gunicorn settings for ``bin/start.sh``: gevent workers, one shared Redis and master key for all workers.
+
+An LLM call takes seconds and a stream can take minutes; a sync worker per request would cap the whole
+service at a handful of users, so each worker is a gevent loop holding up to ``worker_connections``.
+"""
+
+import multiprocessing
+import os
+import secrets
+import sys
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
+workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count())
+worker_class = "gevent"
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))
+# Long enough for a slow upstream call; streams are not limited by it (gevent workers heartbeat anyway).
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+# On SIGTERM, finish in-flight requests and streams for up to this long (ECS stopTimeout must exceed it).
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "90"))
+keepalive = 75  # above the ALB's 60 s idle timeout default, so the ALB closes first
+accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Query strings may carry api_key (spreadsheet clients): never log them.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def on_starting(server):  # noqa: ANN001 - gunicorn hook signature
+    """In the master, before workers fork: start the private Redis and settle the master key once,
+    so every worker shares them."""
+    sys.path.insert(0, os.getcwd())
+    from dotenv import dotenv_values
+
+    from lib import redis_store
+
+    file_env = dotenv_values("config.txt") if os.path.isfile("config.txt") else {}
+
+    def configured(name):
+        return os.environ.get(name) or file_env.get(name)
+
+    if not configured("REDIS_URL"):
+        embedded = redis_store.start_embedded_redis()
+        os.environ["REDIS_URL"] = embedded.url
+        server._aiproxy_redis = embedded
+        server.log.info("REDIS_URL is unset: started a private Redis at %s (stopped on exit)", embedded.url)
+    environment = (configured("ENVIRONMENT") or "development").lower()
+    if not configured("AIPROXY_MASTER_KEY") and environment != "production" and not (
+            configured("ENVIRONMENT_TYPE") and configured("DNS_RECORD")):
+        key = "sk-aip-master-" + secrets.token_urlsafe(24)
+        os.environ["AIPROXY_MASTER_KEY"] = key
+        os.environ["AIPROXY_MASTER_KEY_GENERATED"] = "1"
+        print(f"AI Proxy: AIPROXY_MASTER_KEY is unset; generated a master key for this run: {key}",
+              file=sys.stderr, flush=True)
+
+
+def on_exit(server):  # noqa: ANN001
+    embedded = getattr(server, "_aiproxy_redis", None)
+    if embedded is not None:
+        embedded.stop()

@@ -1,0 +1,108 @@
+"""Small HTTP helpers shared by the views: reading JSON bodies, finding the caller's key, JSON responses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Request, Response, current_app, g, request
+
+from lib import errors
+from lib.context import RequestContext
+from lib.schemas import decode_json_body
+
+ACCEPTED_TYPES = ("application/json", "text/plain", "")
+
+
+def services() -> Any:
+    """The app's collaborators (``src.app.Services``)."""
+    return current_app.extensions["aiproxy"]
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    return Response(body, status=status, headers=headers or {}, mimetype="application/json")
+
+
+def read_json(req: Request) -> Any:
+    """The request body decoded as JSON.
+
+    Accepts ``application/json`` (and ``*+json``), ``text/plain`` (what ``fetch`` in Excel Office Scripts
+    sends for a string body) and no Content-Type. Raises ``InvalidRequest`` (400 ``invalid_content_type``)
+    for any other type, ``InvalidJSON`` for bad bytes or bad JSON, ``RequestTooLarge`` (413) past the limit.
+    """
+    mimetype = (req.mimetype or "").lower()
+    if mimetype not in ACCEPTED_TYPES and not mimetype.endswith("+json"):
+        raise errors.InvalidRequest(
+            f"Invalid Content-Type header ({req.mimetype}); expected application/json.",
+            code="invalid_content_type")
+    limit = services().settings.max_request_bytes
+    if req.content_length is not None and req.content_length > limit:
+        raise errors.RequestTooLarge(f"The request body is larger than the {limit}-byte limit.")
+    raw = req.get_data(cache=True)
+    if len(raw) > limit:
+        raise errors.RequestTooLarge(f"The request body is larger than the {limit}-byte limit.")
+    return decode_json_body(raw)
+
+
+def presented_key(req: Request) -> tuple[str | None, str | None]:
+    """The key the caller sent and where: ``Authorization: Bearer``, ``X-API-Key``, ``X-API-Token``,
+    then the ``api_key`` / ``api_token`` query parameters (least safe: they end up in access logs)."""
+    auth = req.headers.get("Authorization", "")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip(), "authorization"
+    for header in ("X-API-Key", "X-API-Token"):
+        value = req.headers.get(header, "").strip()
+        if value:
+            return value, header.lower()
+    for param in ("api_key", "api_token"):
+        value = req.args.get(param, "").strip()
+        if value:
+            return value, "query"
+    return None, None
+
+
+def context(endpoint: str) -> RequestContext:
+    """A fresh ``RequestContext`` for this request, kept in ``g`` so it is recorded however it ends."""
+    ctx = RequestContext(endpoint=endpoint, client_ip=request.remote_addr or "")
+    g.aiproxy_ctx = ctx
+    return ctx
+
+
+def authenticate(ctx: RequestContext, *, allow_master: bool = False) -> None:
+    """Resolve the caller's gateway key into ``ctx.key`` (or ``ctx.is_master``). Raises 401/403 errors."""
+    svc = services()
+    key, _where = presented_key(request)
+    svc.auth_throttle_check(ctx.client_ip)
+    from lib.keys import is_master
+
+    if is_master(key, svc.settings.master_key):
+        if allow_master:
+            ctx.is_master = True
+            return
+        raise errors.AuthenticationError(
+            "The master key is for /admin endpoints only; issue a gateway key with POST /admin/keys.",
+            code="invalid_api_key")
+    try:
+        ctx.key = svc.keys.authenticate(key)
+    except errors.AuthenticationError:
+        svc.auth_throttle_failure(ctx.client_ip)
+        raise
+
+
+def require_master() -> None:
+    """Raise 401 unless the request carries the master key (compared in constant time)."""
+    from lib.keys import is_master
+
+    svc = services()
+    key, _ = presented_key(request)
+    ip = request.remote_addr or ""
+    svc.auth_throttle_check(ip)
+    if not key:
+        raise errors.AuthenticationError("This endpoint needs the master key as 'Authorization: Bearer <key>'.",
+                                         code="missing_api_key")
+    if not is_master(key, svc.settings.master_key):
+        svc.auth_throttle_failure(ip)
+        raise errors.AuthenticationError("Incorrect master key.", code="invalid_api_key")

@@ -1,0 +1,78 @@
+"""``POST /v1/chat/completions`` (alias ``POST /api/proxy``) and ``GET /v1/models``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from flask import Blueprint, Response, request
+
+from lib.gateway import body_snapshot
+from lib.schemas import parse_chat_request
+from src.http import authenticate, context, json_response, read_json, services
+
+bp = Blueprint("chat", __name__)
+
+
+@bp.post("/v1/chat/completions")
+@bp.post("/api/proxy")
+def chat_completions() -> Response:
+    svc = services()
+    ctx = context("chat.completions")
+    authenticate(ctx)
+    data = read_json(request)
+    if svc.settings.log_bodies:
+        ctx.request_body = body_snapshot(data, svc.settings.log_body_max_chars)
+    req = parse_chat_request(data)
+    if req.stream:
+        chunks = svc.gateway.stream(ctx, req)
+        headers = {**ctx.headers, "x-aiproxy-id": ctx.proxy_id, "Cache-Control": "no-cache",
+                   "X-Accel-Buffering": "no"}
+        return Response(_sse(chunks), status=200, headers=headers, mimetype="text/event-stream")
+    result = svc.gateway.complete(ctx, req)
+    if svc.settings.log_bodies:
+        ctx.response_body = body_snapshot(result, svc.settings.log_body_max_chars)
+    return json_response(result, headers={**ctx.headers, "x-aiproxy-id": ctx.proxy_id})
+
+
+def _sse(chunks: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """Frame chunk dicts as server-sent events; ``[DONE]`` after a clean end, nothing after an error."""
+    errored = False
+    try:
+        for chunk in chunks:
+            if "error" in chunk and "choices" not in chunk:
+                errored = True
+            yield "data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")) + "\n\n"
+        if not errored:
+            yield "data: [DONE]\n\n"
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+@bp.get("/v1/models")
+def list_models() -> Response:
+    svc = services()
+    ctx = context("models")
+    authenticate(ctx)
+    data = [_model_obj(r.name, r.provider) for r in svc.router.listed() if ctx.key is None or ctx.key.allows_model(r.name)]
+    return json_response({"object": "list", "data": data})
+
+
+@bp.get("/v1/models/<path:model>")
+def retrieve_model(model: str) -> Response:
+    svc = services()
+    ctx = context("models")
+    authenticate(ctx)
+    route = svc.router.resolve(model)
+    if ctx.key is not None and not ctx.key.allows_model(model):
+        from lib import errors
+
+        raise errors.ModelNotFound(f"The model '{model}' does not exist or you do not have access to it.",
+                                   param="model")
+    return json_response(_model_obj(route.name, route.provider))
+
+
+def _model_obj(name: str, provider: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": provider}

@@ -1,0 +1,29 @@
+"""``GET /health`` (checks Redis) and ``GET /api/v1/health`` (liveness only)."""
+
+from __future__ import annotations
+
+import redis
+from flask import Blueprint, Response
+
+import lib
+from src.http import json_response, services
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health")
+def health() -> Response:
+    svc = services()
+    body = {"status": "ok", "version": lib.__version__, "environment": svc.settings.environment, "redis": "ok"}
+    try:
+        svc.redis.ping()
+    except redis.RedisError:
+        body.update(status="unavailable", redis="unreachable")
+        return json_response(body, status=503)
+    return json_response(body)
+
+
+@bp.get("/api/v1/health")
+def health_v1() -> Response:
+    svc = services()
+    return json_response({"status": "ok", "version": lib.__version__, "environment": svc.settings.environment})
