@@ -35,6 +35,8 @@ class RequestContext:
     cost_usd: Any = None
     unpriced: bool = False
     cache: str | None = None
+    cache_lookup: bool = True  # Cache-Control: no-cache turns this off
+    cache_store: bool = True  # Cache-Control: no-store turns both off
     cache_similarity: float | None = None
     cache_entry: str | None = None
     saved_tokens: int = 0
@@ -45,6 +47,10 @@ class RequestContext:
     headers: dict[str, str] = field(default_factory=dict)
     reservation: Any = None
     finished: bool = False
+
+    @property
+    def cache_hit(self) -> bool:
+        return bool(self.cache and self.cache.startswith("hit"))
 
     @property
     def key_id(self) -> str | None:

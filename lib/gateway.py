@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from lib import errors
+from lib.cache.service import Hit, Lookup, replay_completion, replay_stream
 from lib.context import RequestContext
 from lib.providers.base import Provider, make_chunk, make_usage, text_of
 from lib.router import Route, Router
@@ -108,6 +109,9 @@ class Gateway:
         """
         targets = self.prepare(ctx, req)
         body = req.upstream_body()
+        hit, lookup = self._cache_lookup(ctx, body, targets[0])
+        if hit is not None:
+            return replay_completion(hit, ctx.proxy_id)
         deadline = self._clock() + self.settings.request_timeout
         last: errors.UpstreamError | None = None
         for target in targets:
@@ -125,6 +129,10 @@ class Gateway:
             result["model"] = ctx.model
             result["proxy_id"] = ctx.proxy_id
             self._take_usage(ctx, req, result.get("usage"), _completion_text(result))
+            if self.accounting is not None:
+                self.accounting.price(ctx)
+            if lookup is not None and self.cache is not None:
+                self.cache.store(ctx, lookup, result)
             return result
         raise last or errors.UpstreamTimeout("The request deadline passed before any provider answered.")
 
@@ -137,6 +145,10 @@ class Gateway:
         """
         targets = self.prepare(ctx, req)
         body = req.upstream_body()
+        hit, lookup = self._cache_lookup(ctx, body, targets[0])
+        if hit is not None:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            return self._replay(ctx, replay_stream(hit, ctx.proxy_id, include_usage))
         deadline = self._clock() + self.settings.request_timeout
         last: errors.UpstreamError | None = None
         for target in targets:
@@ -154,15 +166,55 @@ class Gateway:
                 last = self._attempt_failed(ctx, target, exc)
                 continue
             self._answered_by(ctx, target, first.get("model") if first else None)
-            return self._relay(ctx, req, upstream, first)
+            return self._relay(ctx, req, upstream, first, lookup)
         raise last or errors.UpstreamTimeout("The request deadline passed before any provider answered.")
 
+    def _cache_lookup(self, ctx: RequestContext, body: dict[str, Any], target: Target) -> tuple[Hit | None, Lookup | None]:
+        """Look the request up in the cache; fills ``ctx.cache*``. Returns the hit (if any) and lookup info."""
+        if self.cache is None or not self.cache.eligible(body, ctx) or not (ctx.cache_lookup or ctx.cache_store):
+            ctx.cache = ctx.headers["x-aiproxy-cache"] = "bypass"
+            return None, None
+        hit, lookup = self.cache.lookup(ctx, body, provider=target.provider.name, model=target.model)
+        if lookup.entry_key is None:
+            ctx.cache = ctx.headers["x-aiproxy-cache"] = "bypass"
+            return None, None
+        if hit is None:
+            ctx.cache = "miss" if ctx.cache_lookup else "bypass"
+            ctx.headers["x-aiproxy-cache"] = ctx.cache
+            return None, lookup
+        ctx.cache = hit.kind
+        ctx.cache_similarity = hit.similarity
+        ctx.cache_entry = hit.answer.source_proxy_id
+        ctx.provider = "cache"
+        ctx.model = hit.answer.completion.get("model") or ctx.model
+        ctx.prompt_tokens = ctx.completion_tokens = 0
+        ctx.usage_source = "cache"
+        ctx.saved_tokens = hit.answer.prompt_tokens + hit.answer.completion_tokens
+        ctx.saved_cost_usd = hit.answer.cost_usd
+        ctx.cost_usd = 0 if hit.answer.cost_usd is not None else None
+        ctx.headers["x-aiproxy-cache"] = hit.kind
+        if hit.similarity is not None:
+            ctx.headers["x-aiproxy-cache-similarity"] = f"{hit.similarity:.4f}"
+        ctx.mark_first_byte()
+        return hit, lookup
+
+    def _replay(self, ctx: RequestContext, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        try:
+            yield from chunks
+        except GeneratorExit:
+            ctx.client_disconnected = True
+            raise
+        finally:
+            self.finish(ctx)
+
     def _relay(self, ctx: RequestContext, req: ChatCompletionRequest, upstream: Iterator[dict[str, Any]],
-               first: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+               first: dict[str, Any] | None, lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         usage: dict[str, Any] | None = None
         parts: list[str] = []
         last_chunk: dict[str, Any] | None = None
+        finish_reason: str | None = None
+        text_only = True
         try:
             chunk = first
             while chunk is not None:
@@ -174,7 +226,9 @@ class Gateway:
                         if isinstance(delta.get("content"), str):
                             parts.append(delta["content"])
                         for call in delta.get("tool_calls") or []:
+                            text_only = False
                             parts.append((call.get("function") or {}).get("arguments") or "")
+                        finish_reason = choice.get("finish_reason") or finish_reason
                     out = dict(chunk)
                     out["model"] = ctx.model
                     out["proxy_id"] = ctx.proxy_id
@@ -187,6 +241,13 @@ class Gateway:
                     yield out
                 chunk = next(upstream, None)
             self._take_usage(ctx, req, usage, "".join(parts))
+            if self.accounting is not None:
+                self.accounting.price(ctx)
+            if lookup is not None and self.cache is not None and text_only and finish_reason:
+                from lib.cache.service import assemble
+
+                self.cache.store(ctx, lookup, assemble("".join(parts), finish_reason, ctx.model or "",
+                                                       ctx.prompt_tokens, ctx.completion_tokens))
             if include_usage:
                 base = last_chunk or make_chunk(id="chatcmpl-empty", model=ctx.model or "", created=int(time.time()))
                 yield {**make_chunk(id=base["id"], model=ctx.model or "", created=base["created"],
@@ -246,7 +307,7 @@ class Gateway:
         if ctx.finished:
             return
         ctx.finished = True
-        if self.accounting is not None:
+        if self.accounting is not None and not ctx.cache_hit:
             self.accounting.price(ctx)
         if self.limits is not None and ctx.reservation is not None:
             try:

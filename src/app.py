@@ -117,7 +117,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     def record(ctx: RequestContext) -> None:
         print(_billing_line(ctx), flush=True)
 
-    gateway = Gateway(settings=settings, router=router, providers=providers, recorder=record)
+    from lib.cache.exact import ExactCache
+    from lib.cache.service import CacheService
+
+    cache = CacheService(ExactCache(client, prefix=settings.redis_prefix, ttl_s=settings.cache_ttl_seconds))
+    gateway = Gateway(settings=settings, router=router, providers=providers, recorder=record, cache=cache)
     svc = Services(settings=settings, redis=client, keys=keys, router=router, gateway=gateway, http=http,
                    embedded_redis=embedded)
 

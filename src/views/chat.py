@@ -24,6 +24,7 @@ def chat_completions() -> Response:
     if svc.settings.log_bodies:
         ctx.request_body = body_snapshot(data, svc.settings.log_body_max_chars)
     req = parse_chat_request(data)
+    ctx.cache_lookup, ctx.cache_store = cache_controls(request.headers, data)
     if req.stream:
         chunks = svc.gateway.stream(ctx, req)
         headers = {**ctx.headers, "x-aiproxy-id": ctx.proxy_id, "Cache-Control": "no-cache",
@@ -33,6 +34,22 @@ def chat_completions() -> Response:
     if svc.settings.log_bodies:
         ctx.response_body = body_snapshot(result, svc.settings.log_body_max_chars)
     return json_response(result, headers={**ctx.headers, "x-aiproxy-id": ctx.proxy_id})
+
+
+def cache_controls(headers: Any, data: Any) -> tuple[bool, bool]:
+    """``(lookup, store)`` for this request from ``Cache-Control`` (``no-cache``: skip the lookup but store the
+    answer; ``no-store``: neither), ``X-AIProxy-Cache: off`` and the body's ``"cache": false``."""
+    directives = {d.strip().split("=")[0].lower() for d in headers.get("Cache-Control", "").split(",")}
+    lookup, store = True, True
+    if "no-cache" in directives:
+        lookup = False
+    if "no-store" in directives:
+        lookup = store = False
+    if headers.get("X-AIProxy-Cache", "").strip().lower() in ("off", "bypass", "false", "0", "no"):
+        lookup = store = False
+    if isinstance(data, dict) and data.get("cache") is False:
+        lookup = store = False
+    return lookup, store
 
 
 def _sse(chunks: Iterator[dict[str, Any]]) -> Iterator[str]:
