@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
+from decimal import Decimal
 import secrets
 import sys
 import time
@@ -20,8 +20,10 @@ from lib.gateway import Gateway
 from lib.keys import KeyStore
 from lib.providers import build_providers
 from lib.providers.base import ProviderConfig
+from lib.requestlog import RequestRecord, billing_line
 from lib.router import Router
 from lib.settings import Settings
+from lib.usage import UsageStore
 
 log = logging.getLogger("aiproxy")
 
@@ -36,6 +38,7 @@ class Services:
     router: Router
     gateway: Gateway
     http: httpx.Client
+    usage: UsageStore
     embedded_redis: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -74,16 +77,25 @@ def provider_configs(settings: Settings) -> dict[str, ProviderConfig]:
     }
 
 
-def _billing_line(ctx: RequestContext) -> str:
-    return json.dumps({
-        "ts": round(ctx.started_wall, 3), "event": "request", "proxy_id": ctx.proxy_id, "endpoint": ctx.endpoint,
-        "key_id": ctx.key_id, "user_id": ctx.user_id, "model": ctx.model, "provider": ctx.provider,
-        "status": ctx.status, "error_code": ctx.error_code, "stream": ctx.stream,
-        "prompt_tokens": ctx.prompt_tokens, "completion_tokens": ctx.completion_tokens,
-        "total_tokens": ctx.prompt_tokens + ctx.completion_tokens,
-        "cost_usd": None if ctx.cost_usd is None else str(ctx.cost_usd), "unpriced": ctx.unpriced,
-        "cache": ctx.cache, "latency_ms": round(ctx.elapsed_ms(), 1),
-    }, separators=(",", ":"))
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def to_record(ctx: RequestContext) -> RequestRecord:
+    """The request log record for a finished request."""
+    return RequestRecord(
+        proxy_id=ctx.proxy_id, created_at=ctx.started_wall, endpoint=ctx.endpoint, key_id=ctx.key_id,
+        user_id=ctx.user_id, requested_model=ctx.requested_model, model=ctx.model, provider=ctx.provider,
+        status=ctx.status, error_code=ctx.error_code, latency_ms=round(ctx.elapsed_ms(), 3),
+        ttfb_ms=None if ctx.ttfb_ms is None else round(ctx.ttfb_ms, 3), stream=ctx.stream,
+        prompt_tokens=ctx.prompt_tokens, completion_tokens=ctx.completion_tokens,
+        cost_usd=_decimal(ctx.cost_usd), unpriced=ctx.unpriced, usage_source=ctx.usage_source, cache=ctx.cache,
+        cache_similarity=ctx.cache_similarity, cache_entry=ctx.cache_entry, saved_tokens=ctx.saved_tokens,
+        saved_cost_usd=_decimal(ctx.saved_cost_usd), client_disconnected=ctx.client_disconnected,
+        request_body=ctx.request_body, response_body=ctx.response_body, error_message=ctx.error_message,
+    )
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -114,8 +126,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     providers = build_providers(provider_configs(settings), http)
     keys = KeyStore(client, prefix=settings.redis_prefix)
 
+    usage = UsageStore(client, prefix=settings.redis_prefix, retention_days=settings.log_retention_days,
+                       store_bodies=settings.log_bodies, max_body_chars=settings.log_body_max_chars)
+
     def record(ctx: RequestContext) -> None:
-        print(_billing_line(ctx), flush=True)
+        rec = to_record(ctx)
+        print(billing_line(rec), flush=True)
+        usage.record(rec)
 
     from lib.cache.exact import ExactCache
     from lib.cache.service import CacheService
@@ -123,7 +140,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     cache = CacheService(ExactCache(client, prefix=settings.redis_prefix, ttl_s=settings.cache_ttl_seconds))
     gateway = Gateway(settings=settings, router=router, providers=providers, recorder=record, cache=cache)
     svc = Services(settings=settings, redis=client, keys=keys, router=router, gateway=gateway, http=http,
-                   embedded_redis=embedded)
+                   usage=usage, embedded_redis=embedded)
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
@@ -131,7 +148,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["aiproxy"] = svc
 
     from src import errors as error_handlers
-    from src.views import admin, chat, health
+    from src.views import admin, chat, health, usage as usage_views
 
     notify = None
     if settings.honeybadger_api_key:
@@ -144,6 +161,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(chat.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(usage_views.bp)
 
     @app.after_request
     def _finish(response: Response) -> Response:
