@@ -20,6 +20,8 @@ from lib.gateway import Gateway
 from lib.keys import KeyStore
 from lib.providers import build_providers
 from lib.providers.base import ProviderConfig
+from lib.accounting import Accounting
+from lib.pricing import PriceBook
 from lib.requestlog import RequestRecord, billing_line
 from lib.router import Router
 from lib.settings import Settings
@@ -124,6 +126,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     router = Router.load(settings.models_file)
     providers = build_providers(provider_configs(settings), http)
+    prices = PriceBook.load(settings.pricing_file, on_unpriced=lambda model: None)
+    accounting = Accounting(prices)
     keys = KeyStore(client, prefix=settings.redis_prefix)
 
     usage = UsageStore(client, prefix=settings.redis_prefix, retention_days=settings.log_retention_days,
@@ -138,7 +142,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     from lib.cache.service import CacheService
 
     cache = CacheService(ExactCache(client, prefix=settings.redis_prefix, ttl_s=settings.cache_ttl_seconds))
-    gateway = Gateway(settings=settings, router=router, providers=providers, recorder=record, cache=cache)
+    gateway = Gateway(settings=settings, router=router, providers=providers, recorder=record, cache=cache,
+                      accounting=accounting)
     svc = Services(settings=settings, redis=client, keys=keys, router=router, gateway=gateway, http=http,
                    usage=usage, embedded_redis=embedded)
 

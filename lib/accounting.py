@@ -1,0 +1,57 @@
+"""Counting and pricing one request: the gateway's view of ``lib.tokens`` and ``lib.pricing``.
+
+Usage comes from the provider when it reports one; otherwise (a stream with no usage, a broken stream,
+a client that left mid-way) it is counted locally with tiktoken, and the log says ``usage_source:
+counted``. A model with no price gets cost ``None`` and ``unpriced: true`` — never $0 — plus a warning and
+a metric (through ``PriceBook``'s ``on_unpriced`` hook).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from lib import tokens
+from lib.context import RequestContext
+from lib.pricing import PriceBook
+from lib.schemas import ChatCompletionRequest
+
+
+class Accounting:
+    """Counts tokens and prices requests for the gateway."""
+
+    def __init__(self, prices: PriceBook, *, default_max_output: int = 1024) -> None:
+        self.prices = prices
+        self.default_max_output = default_max_output
+
+    def prompt_tokens(self, req: ChatCompletionRequest, model: str) -> int:
+        """Tokens of ``req``'s prompt as OpenAI counts them (an approximation for other providers' models)."""
+        messages = [m.model_dump(exclude_none=True) for m in req.messages]
+        tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools else None
+        return tokens.count_chat_tokens(messages, model, tools=tools)
+
+    def count(self, req: ChatCompletionRequest, completion_text: str, model: str | None) -> tuple[int, int]:
+        """``(prompt_tokens, completion_tokens)`` counted locally."""
+        name = model or req.model
+        return self.prompt_tokens(req, name), tokens.count_tokens(completion_text, name)
+
+    def price(self, ctx: RequestContext) -> None:
+        """Set ``ctx.cost_usd`` / ``ctx.unpriced`` from the context's tokens and resolved model."""
+        if ctx.model is None:
+            return
+        result = self.prices.cost_of(ctx.prompt_tokens, ctx.completion_tokens, ctx.model)
+        ctx.cost_usd, ctx.unpriced = result.cost, result.unpriced
+        if result.unpriced and (ctx.prompt_tokens or ctx.completion_tokens):
+            ctx.headers["x-aiproxy-unpriced"] = "true"
+
+    def worst_case(self, req: ChatCompletionRequest, model: str) -> tuple[int, int, Decimal | None]:
+        """``(prompt_tokens, max_output_tokens, worst-case cost)`` for a reservation before the call."""
+        prompt = self.prompt_tokens(req, model)
+        out = req.output_limit or self.default_max_output
+        return prompt, out, self.prices.worst_case_cost(prompt, out, model)
+
+
+def decimal_or_none(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, Decimal) else Decimal(str(value))
