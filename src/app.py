@@ -20,6 +20,7 @@ from lib.gateway import Gateway
 from lib.keys import KeyStore
 from lib.providers import build_providers
 from lib.providers.base import ProviderConfig
+from lib import tokens
 from lib.accounting import Accounting
 from lib.pricing import PriceBook
 from lib.requestlog import RequestRecord, billing_line
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     router = Router.load(settings.models_file)
     providers = build_providers(provider_configs(settings), http)
+    tokens.preload()  # ~0.4 s once per worker, before traffic, instead of on the first request
     prices = PriceBook.load(settings.pricing_file, on_unpriced=lambda model: None)
     accounting = Accounting(prices)
     keys = KeyStore(client, prefix=settings.redis_prefix)

@@ -41,6 +41,10 @@ class SandboxProvider:
                  tokenize: Callable[[str], list[str]] | None = None,
                  count_prompt: Callable[[list[dict[str, Any]], str], int] | None = None) -> None:
         self._tokenize = tokenize or _word_tokens
+        if count_prompt is None:
+            from lib.tokens import count_chat_tokens
+
+            count_prompt = count_chat_tokens
         self._count_prompt = count_prompt
 
     def configured(self) -> bool:
