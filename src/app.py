@@ -18,6 +18,7 @@ from lib import redis_store
 from lib.context import RequestContext
 from lib.gateway import Gateway
 from lib.keys import KeyStore
+from lib.metrics import Metrics
 from lib.providers import build_providers
 from lib.providers.base import ProviderConfig
 from lib import tokens
@@ -42,6 +43,7 @@ class Services:
     gateway: Gateway
     http: httpx.Client
     usage: UsageStore
+    metrics: Metrics
     embedded_redis: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -127,27 +129,31 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     router = Router.load(settings.models_file)
     providers = build_providers(provider_configs(settings), http)
+    metrics = Metrics()
     tokens.preload()  # ~0.4 s once per worker, before traffic, instead of on the first request
-    prices = PriceBook.load(settings.pricing_file, on_unpriced=lambda model: None)
+    prices = PriceBook.load(settings.pricing_file, on_unpriced=lambda model: metrics.unpriced.labels(model).inc())
     accounting = Accounting(prices)
     keys = KeyStore(client, prefix=settings.redis_prefix)
 
     usage = UsageStore(client, prefix=settings.redis_prefix, retention_days=settings.log_retention_days,
-                       store_bodies=settings.log_bodies, max_body_chars=settings.log_body_max_chars)
+                       store_bodies=settings.log_bodies, max_body_chars=settings.log_body_max_chars,
+                       on_error=lambda op, exc: metrics.usage_errors.labels(op).inc())
 
     def record(ctx: RequestContext) -> None:
         rec = to_record(ctx)
         print(billing_line(rec), flush=True)
         usage.record(rec)
+        metrics.observe_request(ctx)
 
     from lib.cache.exact import ExactCache
     from lib.cache.service import CacheService
 
-    cache = CacheService(ExactCache(client, prefix=settings.redis_prefix, ttl_s=settings.cache_ttl_seconds))
+    cache = CacheService(ExactCache(client, prefix=settings.redis_prefix, ttl_s=settings.cache_ttl_seconds),
+                         on_error=lambda op: metrics.cache_errors.labels(op).inc())
     gateway = Gateway(settings=settings, router=router, providers=providers, recorder=record, cache=cache,
                       accounting=accounting)
     svc = Services(settings=settings, redis=client, keys=keys, router=router, gateway=gateway, http=http,
-                   usage=usage, embedded_redis=embedded)
+                   usage=usage, metrics=metrics, embedded_redis=embedded)
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes

@@ -39,6 +39,11 @@ def on_starting(server):  # noqa: ANN001 - gunicorn hook signature
     def configured(name):
         return os.environ.get(name) or file_env.get(name)
 
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile
+
+        # Every worker writes its metric samples here; /metrics adds them up.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aiproxy-metrics-")
     if not configured("REDIS_URL"):
         embedded = redis_store.start_embedded_redis()
         os.environ["REDIS_URL"] = embedded.url
@@ -52,6 +57,13 @@ def on_starting(server):  # noqa: ANN001 - gunicorn hook signature
         os.environ["AIPROXY_MASTER_KEY_GENERATED"] = "1"
         print(f"AI Proxy: AIPROXY_MASTER_KEY is unset; generated a master key for this run: {key}",
               file=sys.stderr, flush=True)
+
+
+def child_exit(server, worker):  # noqa: ANN001
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def on_exit(server):  # noqa: ANN001

@@ -6,7 +6,7 @@ import redis
 from flask import Blueprint, Response
 
 import lib
-from src.http import json_response, services
+from src.http import json_response, require_master, services
 
 bp = Blueprint("health", __name__)
 
@@ -27,3 +27,12 @@ def health() -> Response:
 def health_v1() -> Response:
     svc = services()
     return json_response({"status": "ok", "version": lib.__version__, "environment": svc.settings.environment})
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    svc = services()
+    if not svc.settings.metrics_public:
+        require_master()
+    body, content_type = svc.metrics.render()
+    return Response(body, mimetype=content_type.split(";")[0], headers={"Content-Type": content_type})

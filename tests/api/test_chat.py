@@ -125,3 +125,20 @@ def test_health_503_when_redis_down(make_settings):
     app = create_app(make_settings(REDIS_URL="redis://127.0.0.1:1/0"))
     resp = app.test_client().get("/health")
     assert resp.status_code == 503 and resp.get_json()["status"] == "unavailable"
+
+
+def test_metrics_count_requests(client, auth):
+    r = client.post(URL, json=chat_body(), headers=auth)
+    r.close()
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'aiproxy_requests_total{cache="miss",endpoint="chat.completions",provider="sandbox",status="200"} 1.0' in text
+    assert "aiproxy_tokens_total" in text
+
+
+def test_metrics_need_master_when_not_public(make_settings):
+    from src.app import create_app
+    from tests.api.conftest import MASTER
+
+    c = create_app(make_settings(METRICS_PUBLIC="false")).test_client()
+    assert c.get("/metrics").status_code == 401
+    assert c.get("/metrics", headers={"Authorization": f"Bearer {MASTER}"}).status_code == 200

@@ -147,3 +147,9 @@ def test_200_concurrent_streams_complete_intact(server, gateway_key):
     with concurrent.futures.ThreadPoolExecutor(max_workers=200) as pool:
         results = list(pool.map(one, range(200)))
     assert results == [f"Echo: stream number {i} [fake:chunks=6 chunk_delay=0.05]" for i in range(200)]
+
+
+def test_metrics_aggregate_across_workers(server, client):
+    client.chat.completions.create(model="sandbox", messages=[{"role": "user", "content": "metrics please"}])
+    text = httpx.get(server.url + "/metrics").text
+    assert "aiproxy_requests_total" in text and 'endpoint="chat.completions"' in text
