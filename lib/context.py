@@ -47,6 +47,7 @@ class RequestContext:
     headers: dict[str, str] = field(default_factory=dict)
     reservation: Any = None
     finished: bool = False
+    logged: bool = False
 
     @property
     def cache_hit(self) -> bool:

@@ -60,6 +60,7 @@ class Settings(BaseModel):
     pricing_file: str | None = None
     request_timeout: float = Field(30.0, gt=0, le=3600)
     max_prompt_length: int = Field(4000, gt=0)
+    webhook_model: str = "gpt-4o-mini"
     max_request_bytes: int = Field(1_048_576, gt=0)
     rate_limit_enabled: bool = True
     rate_limit: int = Field(60, ge=0)
@@ -170,6 +171,7 @@ class Settings(BaseModel):
             "pricing_file": get("PRICING_FILE"),
             "request_timeout": get("REQUEST_TIMEOUT") or 30,
             "max_prompt_length": get("MAX_PROMPT_LENGTH") or 4000,
+            "webhook_model": get("WEBHOOK_MODEL") or "gpt-4o-mini",
             "max_request_bytes": get("MAX_REQUEST_BYTES") or 1_048_576,
             "rate_limit_enabled": _truthy(get("RATE_LIMIT_ENABLED"), True),
             "rate_limit": get("RATE_LIMIT") or 60,

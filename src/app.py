@@ -185,7 +185,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 response.headers["Access-Control-Allow-Origin"] = origin
                 response.headers["Vary"] = "Origin"
                 response.headers["Access-Control-Expose-Headers"] = "x-aiproxy-id, x-aiproxy-cache, Retry-After"
-        if ctx is not None and ctx.endpoint == "chat.completions":
+        if ctx is not None and ctx.logged:
             response.headers.setdefault("x-aiproxy-id", ctx.proxy_id)
             if not response.is_streamed:
                 ctx.status = response.status_code

@@ -64,9 +64,10 @@ def presented_key(req: Request) -> tuple[str | None, str | None]:
     return None, None
 
 
-def context(endpoint: str) -> RequestContext:
-    """A fresh ``RequestContext`` for this request, kept in ``g`` so it is recorded however it ends."""
-    ctx = RequestContext(endpoint=endpoint, client_ip=request.remote_addr or "")
+def context(endpoint: str, *, logged: bool = False) -> RequestContext:
+    """A fresh ``RequestContext`` for this request, kept in ``g``. ``logged`` requests get exactly one
+    request-log record however they end (success, error, refusal, client gone)."""
+    ctx = RequestContext(endpoint=endpoint, client_ip=request.remote_addr or "", logged=logged)
     g.aiproxy_ctx = ctx
     return ctx
 

@@ -18,7 +18,7 @@ bp = Blueprint("chat", __name__)
 @bp.post("/api/proxy")
 def chat_completions() -> Response:
     svc = services()
-    ctx = context("chat.completions")
+    ctx = context("chat.completions", logged=True)
     authenticate(ctx)
     data = read_json(request)
     if svc.settings.log_bodies:
@@ -93,3 +93,29 @@ def retrieve_model(model: str) -> Response:
 
 def _model_obj(name: str, provider: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": provider}
+
+
+@bp.post("/api/v1/webhook")
+def webhook() -> Response:
+    """``{prompt, source?, language?, type?}`` → ``{summary, processing_time}`` through the chat pipeline."""
+    import time
+
+    from lib.webhook import answer_text, build_request
+
+    svc = services()
+    ctx = context("webhook", logged=True)
+    started = time.monotonic()
+    authenticate(ctx)
+    data = read_json(request)
+    if svc.settings.log_bodies:
+        ctx.request_body = body_snapshot(data, svc.settings.log_body_max_chars)
+    req, kind = build_request(data, model=svc.settings.webhook_model, max_prompt_length=svc.settings.max_prompt_length)
+    ctx.cache_lookup, ctx.cache_store = cache_controls(request.headers, data)
+    result = svc.gateway.complete(ctx, req)
+    body = {"summary": answer_text(result), "processing_time": round(time.monotonic() - started, 3), "type": kind,
+            "model": result.get("model"), "proxy_id": ctx.proxy_id}
+    if isinstance(data, dict) and data.get("source"):
+        body["source"] = data["source"]
+    if svc.settings.log_bodies:
+        ctx.response_body = body_snapshot(body, svc.settings.log_body_max_chars)
+    return json_response(body, headers={**ctx.headers, "x-aiproxy-id": ctx.proxy_id})
