@@ -225,7 +225,8 @@ def from_status(status: int, message: str, *, provider: str, retry_after: float 
     """Map an upstream HTTP status to the gateway error a client should see.
 
     400/422 → 400 (the request itself was bad), 401/403 → 502 (our provider credentials failed),
-    404 → 404 model_not_found, 408 → 504, 429 → 429 with Retry-After passed on, anything else → 502.
+    404 → 404 model_not_found, 408 → 504, 429 → 429 with Retry-After passed on, 503/529 → 503
+    upstream_unavailable, anything else → 502.
     """
     if status in (400, 413, 422):
         return UpstreamBadRequest(message, provider=provider)
@@ -239,6 +240,9 @@ def from_status(status: int, message: str, *, provider: str, retry_after: float 
         return UpstreamNotFound(message, provider=provider)
     if status == 408:
         return UpstreamTimeout(f"Provider '{provider}' timed out", provider=provider)
+    if status in (503, 529):
+        return UpstreamUnavailable(f"Provider '{provider}' is overloaded or unavailable (HTTP {status})",
+                                   provider=provider, retry_after=retry_after)
     if status == 429:
         return UpstreamRateLimited(
             f"Provider '{provider}' is rate limiting the proxy: {message}", provider=provider, retry_after=retry_after

@@ -155,14 +155,15 @@ class Gateway:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 break
-            upstream = target.provider.stream({**body, "model": target.model}, model=target.model,
-                                              timeout=remaining)
+            upstream: Iterator[dict[str, Any]] | None = None
             try:
-                first = next(upstream)
-            except StopIteration:
-                first = None
+                # Providers open the upstream connection here, so HTTP errors surface before any byte is sent.
+                upstream = target.provider.stream({**body, "model": target.model}, model=target.model,
+                                                  timeout=remaining)
+                first = next(upstream, None)
             except errors.UpstreamError as exc:
-                _close(upstream)
+                if upstream is not None:
+                    _close(upstream)
                 last = self._attempt_failed(ctx, target, exc)
                 continue
             self._answered_by(ctx, target, first.get("model") if first else None)

@@ -1,0 +1,270 @@
+"""One set of cases every provider adapter must pass, each real adapter behind a fake upstream that
+speaks its real wire format (``tests.fakes``); the sandbox needs no upstream.
+
+The fakes reply ``"Echo: " + <last user text>`` and count tokens as words, so exact numbers are known.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any, Callable
+
+import httpx
+import pytest
+
+from lib import errors
+from lib.providers import REGISTRY
+from lib.providers.base import ProviderConfig
+from tests.fakes import FakeUpstream
+
+PROVIDERS = ["openai", "anthropic", "gemini", "sandbox"]
+REAL = ["openai", "anthropic", "gemini"]
+USER = [{"role": "user", "content": "hello there world"}]
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+@pytest.fixture(scope="module")
+def fake() -> FakeUpstream:
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def http() -> httpx.Client:
+    client = httpx.Client()
+    yield client
+    client.close()
+
+
+def base_url(name: str, url: str) -> str:
+    return url + "/v1" if name == "openai" else url
+
+
+def build(name: str, url: str | None, http: httpx.Client, keys: tuple[str, ...] = ("test-key",)) -> Any:
+    if name == "sandbox":
+        return REGISTRY[name](None, http)
+    return REGISTRY[name](ProviderConfig(api_keys=keys, base_url=base_url(name, url or "")), http)
+
+
+@pytest.fixture(params=PROVIDERS)
+def provider(request: pytest.FixtureRequest, fake: FakeUpstream, http: httpx.Client) -> Any:
+    fake.reset()
+    return build(request.param, fake.url, http)
+
+
+@pytest.fixture(params=REAL)
+def real(request: pytest.FixtureRequest, fake: FakeUpstream, http: httpx.Client) -> Any:
+    fake.reset()
+    return build(request.param, fake.url, http)
+
+
+def ask(provider: Any, messages: list[dict[str, Any]] | None = None, timeout: float = 5.0, **params: Any) -> dict:
+    return provider.complete({"messages": messages or USER, **params}, model="test-model", timeout=timeout)
+
+
+def stream(provider: Any, messages: list[dict[str, Any]] | None = None, timeout: float = 5.0, **params: Any) -> list:
+    return list(provider.stream({"messages": messages or USER, **params}, model="test-model", timeout=timeout))
+
+
+def say(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+def joined(chunks: list[dict[str, Any]]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+# -- shape ----------------------------------------------------------------------------------------------
+
+def test_plain_completion_has_openais_exact_shape(provider: Any) -> None:
+    result = ask(provider)
+    assert {"id", "object", "created", "model", "choices", "usage"} <= set(result)
+    assert result["object"] == "chat.completion" and isinstance(result["created"], int)
+    choice = result["choices"][0]
+    assert set(choice) == {"index", "message", "logprobs", "finish_reason"}
+    assert choice["index"] == 0 and choice["finish_reason"] == "stop"
+    message = choice["message"]
+    assert message["role"] == "assistant" and "refusal" in message and message["refusal"] is None
+    assert isinstance(message["content"], str) and message["content"]
+    usage = result["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+    if provider.name != "sandbox":
+        assert message["content"] == "Echo: hello there world"
+        assert (usage["prompt_tokens"], usage["completion_tokens"]) == (3, 4)
+
+
+def test_system_prompt_is_sent_where_the_provider_wants_it(provider: Any, fake: FakeUpstream) -> None:
+    system = [{"role": "system", "content": "Answer in one short line"}]
+    without = ask(provider)["usage"]["prompt_tokens"]
+    result = ask(provider, system + USER)
+    assert result["usage"]["prompt_tokens"] > without
+    if provider.name == "sandbox":
+        return
+    assert result["choices"][0]["message"]["content"] == "Echo: hello there world"
+    assert result["usage"]["prompt_tokens"] == 3 + 5
+    sent = fake.requests[-1].json
+    where = {
+        "openai": lambda b: b["messages"][0],
+        "anthropic": lambda b: {"role": "system", "content": b["system"]},
+        "gemini": lambda b: {"role": "system", "content": b["systemInstruction"]["parts"][0]["text"]},
+    }[provider.name](sent)
+    assert where == {"role": "system", "content": "Answer in one short line"}
+
+
+def test_max_tokens_is_honoured_with_finish_reason_length(provider: Any) -> None:
+    full = ask(provider)["choices"][0]["message"]["content"]
+    result = ask(provider, max_tokens=2)
+    assert result["choices"][0]["finish_reason"] == "length"
+    assert result["usage"]["completion_tokens"] <= 2
+    content = result["choices"][0]["message"]["content"]
+    assert content and len(content) < len(full) and full.startswith(content)
+
+
+def test_stop_sequence_is_passed(provider: Any) -> None:
+    full = ask(provider)["choices"][0]["message"]["content"]
+    stop_word = full.split()[2]
+    result = ask(provider, stop=[stop_word])
+    content = result["choices"][0]["message"]["content"]
+    assert result["choices"][0]["finish_reason"] == "stop"
+    assert stop_word not in content and full.startswith(content.rstrip()) and len(content) < len(full)
+
+
+# -- streaming ------------------------------------------------------------------------------------------
+
+def test_stream_role_first_content_matches_usage_last(provider: Any) -> None:
+    plain = ask(provider)
+    chunks = stream(provider)
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert len([c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")]) >= 2
+    assert joined(chunks) == plain["choices"][0]["message"]["content"]
+    with_choice = [c for c in chunks if c["choices"]]
+    assert [c["choices"][0]["finish_reason"] for c in with_choice][-1] == "stop"
+    assert all(c["choices"][0]["finish_reason"] is None for c in with_choice[:-1])
+    last = chunks[-1]
+    assert last["choices"] == [] and last["usage"]["total_tokens"] == plain["usage"]["total_tokens"]
+    assert last["usage"]["prompt_tokens"] == plain["usage"]["prompt_tokens"]
+
+
+def test_stream_max_tokens_finishes_with_length(provider: Any) -> None:
+    chunks = stream(provider, max_tokens=2)
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    assert finishes[-1] == "length"
+    assert chunks[-1]["usage"]["completion_tokens"] <= 2
+
+
+# -- tools ----------------------------------------------------------------------------------------------
+
+def test_tools_round_trip(provider: Any, fake: FakeUpstream) -> None:
+    if provider.name == "sandbox":
+        pytest.skip("the sandbox does not call tools")
+    first = ask(provider, say("Paris"), tools=TOOLS)
+    choice = first["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    call = choice["message"]["tool_calls"][0]
+    assert call["type"] == "function" and call["id"]
+    assert call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
+    history = say("Paris") + [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "sunny, 21 C"},
+    ]
+    second = ask(provider, history, tools=TOOLS)
+    assert second["choices"][0]["message"]["content"] == "Echo: sunny, 21 C"
+    assert second["choices"][0]["finish_reason"] == "stop"
+
+    chunks = stream(provider, say("Paris"), tools=TOOLS)
+    deltas = [d for c in chunks if c["choices"] for d in c["choices"][0]["delta"].get("tool_calls") or []]
+    assert deltas[0]["id"] and deltas[0]["function"]["name"] == "get_weather"
+    arguments = "".join(d["function"].get("arguments") or "" for d in deltas)
+    assert json.loads(arguments) == {"city": "Paris"}
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "tool_calls"
+
+
+# -- errors ---------------------------------------------------------------------------------------------
+
+ERROR_CASES = [
+    ("[fake:error=400]", errors.UpstreamBadRequest, 400),
+    ("[fake:error=401]", errors.UpstreamAuthError, 502),
+    ("[fake:error=429 retry=2]", errors.UpstreamRateLimited, 429),
+    ("[fake:error=500]", errors.UpstreamError, 502),
+    ("[fake:slow=1.0]", errors.UpstreamTimeout, 504),
+]
+
+
+@pytest.mark.parametrize("directive,kind,status", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+def test_upstream_errors_are_mapped(real: Any, directive: str, kind: type, status: int, mode: str) -> None:
+    call: Callable[..., Any] = ask if mode == "complete" else stream
+    with pytest.raises(kind) as caught:
+        call(real, say(f"hello {directive}"), timeout=0.4)
+    assert type(caught.value) is kind and caught.value.status == status
+    assert caught.value.provider == real.name
+    if status == 429:
+        assert caught.value.retry_after == 2
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_connection_refused_is_unavailable(name: str, http: httpx.Client) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    provider = build(name, f"http://127.0.0.1:{port}", http)
+    with pytest.raises(errors.UpstreamUnavailable) as caught:
+        ask(provider)
+    assert caught.value.status == 503
+    with pytest.raises(errors.UpstreamUnavailable):
+        stream(provider)
+
+
+def test_a_rejected_key_never_appears_in_the_error(fake: FakeUpstream, http: httpx.Client) -> None:
+    secret = "sk-secret-0123456789abcdef"
+    fake.valid_keys = {"the-only-good-key"}
+    try:
+        for name in REAL:
+            with pytest.raises(errors.UpstreamAuthError) as caught:
+                ask(build(name, fake.url, http, keys=(secret,)))
+            text = str(caught.value) + json.dumps(caught.value.to_dict())
+            assert secret not in text and "cdef" not in text and caught.value.status == 502
+    finally:
+        fake.valid_keys = None
+
+
+@pytest.mark.parametrize("directive", ["midstream_error", "midstream_cut"])
+def test_midstream_failure_raises_from_the_iterator(real: Any, directive: str) -> None:
+    iterator = real.stream({"messages": say(f"one two three four five [fake:{directive}]")},
+                           model="test-model", timeout=5)
+    received = []
+    with pytest.raises(errors.UpstreamError):
+        for chunk in iterator:
+            received.append(chunk)
+    assert received and received[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert not any(c.get("usage") for c in received)
+
+
+@pytest.mark.parametrize("read_first", [2, 0], ids=["after-two-chunks", "before-any-chunk"])
+def test_closing_the_stream_early_closes_the_upstream_connection(real: Any, fake: FakeUpstream, read_first: int) -> None:
+    marker = f"slowly {real.name} {read_first} [fake:chunks=60 chunk_delay=0.03]"
+    iterator = real.stream({"messages": say(marker)}, model="test-model", timeout=5)
+    for _ in range(read_first):
+        next(iterator)
+    iterator.close()
+    assert fake.wait_for(lambda: any(marker in json.dumps(r.json) for r in fake.abandoned), timeout=3)
+
+
+def test_stream_without_upstream_usage_has_no_usage_chunk(real: Any) -> None:
+    chunks = stream(real, say("hello [fake:no_usage]"))
+    assert joined(chunks) == "Echo: hello [fake:no_usage]"
+    assert not any(c.get("usage") for c in chunks)
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+
+
+def test_chunks_directive_controls_the_number_of_deltas(real: Any) -> None:
+    chunks = stream(real, say("a b [fake:chunks=7]"))
+    assert len([c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")]) == 7
