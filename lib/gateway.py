@@ -92,13 +92,13 @@ class Gateway:
         ctx.requested_model = req.model
         ctx.stream = bool(req.stream)
         targets = self.targets(ctx, req.model)
-        ctx.model, ctx.provider = targets[0].model, targets[0].provider.name
+        ctx.model = targets[0].model  # the provider is named once one is actually called
         if self.policy is not None:
             self.policy.check(_prompt_texts(req))
         if req.n and req.n > 1 and req.stream:
             pass  # allowed; passed to the provider
         if self.limits is not None:
-            self.limits.reserve(ctx, req)
+            self.limits.reserve(ctx, req, [t.model for t in targets])
         return targets
 
     # -- the call --------------------------------------------------------------------------------
@@ -272,6 +272,7 @@ class Gateway:
 
     # -- after the call ----------------------------------------------------------------------------
     def _attempt_failed(self, ctx: RequestContext, target: Target, exc: errors.UpstreamError) -> errors.UpstreamError:
+        ctx.provider, ctx.model = target.provider.name, target.model
         log.warning("proxy_id=%s provider=%s model=%s failed: %s %s", ctx.proxy_id, target.provider.name,
                     target.model, exc.status, exc.code)
         if not exc.retryable:

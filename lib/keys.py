@@ -12,8 +12,10 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -23,6 +25,8 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lib import errors
+
+log = logging.getLogger("aiproxy.keys")
 
 KEY_PREFIX = "sk-aip-"
 ID_LEN = 16
@@ -212,10 +216,18 @@ def _validate(model: type[BaseModel], data: Any) -> BaseModel:
 class KeyStore:
     """Gateway keys in Redis (see module docstring). Redis errors surface as ``ServiceUnavailable``."""
 
-    def __init__(self, redis_client: redis.Redis, *, prefix: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, redis_client: redis.Redis, *, prefix: str, clock: Callable[[], float] = time.time,
+                 serve_stale_on_outage: bool = False, stale_max_age_s: float = 900.0,
+                 on_stale: Callable[[], None] | None = None) -> None:
         self._r = redis_client
         self._prefix = prefix
         self._clock = clock
+        # fail-open: when Redis is unreachable, a key seen recently (and still matching its hash) is accepted
+        # from this per-process memory, logged loudly and counted. Only authentication data, never counters.
+        self._serve_stale = serve_stale_on_outage
+        self._stale_max_age_s = stale_max_age_s
+        self._on_stale = on_stale
+        self._last_known: "OrderedDict[str, tuple[float, KeyRecord]]" = OrderedDict()
 
     def _k(self, key_id: str) -> str:
         return f"{self._prefix}key:{{{key_id}}}"
@@ -313,6 +325,24 @@ class KeyStore:
                 raise errors.ServiceUnavailable("The key store is unreachable; try again shortly.") from exc
         return record
 
+    def _remember(self, record: KeyRecord) -> None:
+        self._last_known[record.id] = (self._clock(), record)
+        self._last_known.move_to_end(record.id)
+        while len(self._last_known) > 10_000:
+            self._last_known.popitem(last=False)
+
+    def _stale(self, key_id: str | None) -> KeyRecord | None:
+        if not self._serve_stale or not key_id or key_id not in self._last_known:
+            return None
+        seen, record = self._last_known[key_id]
+        if self._clock() - seen > self._stale_max_age_s:
+            return None
+        log.error("key store unreachable; accepting key %s from memory (fail-open, last read %.0fs ago)",
+                  key_id, self._clock() - seen)
+        if self._on_stale is not None:
+            self._on_stale()
+        return record
+
     def authenticate(self, presented: str | None) -> KeyRecord:
         """The active, unexpired key record for a presented key.
 
@@ -323,7 +353,15 @@ class KeyStore:
             raise errors.AuthenticationError(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key")
         key_id = parse_key_id(presented)
-        record = self.get(key_id) if key_id else None
+        try:
+            record = self.get(key_id) if key_id else None
+        except errors.ServiceUnavailable:
+            record = self._stale(key_id)
+            if record is None:
+                raise
+        else:
+            if record is not None and self._serve_stale:
+                self._remember(record)
         if record is None or not hmac.compare_digest(record.key_hash, hash_key(presented)):
             raise errors.AuthenticationError(
                 f"Incorrect API key provided: {_mask(presented)}.", code="invalid_api_key")

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 log = logging.getLogger("aiproxy.redis")
 
@@ -102,16 +104,21 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 200) -> re
 
     A cluster URL (``redis+cluster://`` or ``?cluster=true``) gives a ``redis.RedisCluster``.
     """
+    # One quick retry (enough for a dropped idle connection or a failover blip), not redis-py's default of
+    # ten with backoff: during an outage each request would otherwise wait ~2 s before failing open/closed.
+    retry = Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)
     if url.startswith("redis+cluster://") or "cluster=true" in url:
         from redis.cluster import RedisCluster
 
         clean = url.replace("redis+cluster://", "redis://").replace("?cluster=true", "").replace("&cluster=true", "")
-        return RedisCluster.from_url(clean, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=False)
+        return RedisCluster.from_url(clean, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                     decode_responses=False, retry=retry)
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+        socket_connect_timeout=min(timeout, 1.0),
         health_check_interval=30,
         max_connections=max_connections,
         decode_responses=False,
+        retry=retry,
     )

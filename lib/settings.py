@@ -64,6 +64,8 @@ class Settings(BaseModel):
     max_request_bytes: int = Field(1_048_576, gt=0)
     rate_limit_enabled: bool = True
     rate_limit: int = Field(60, ge=0)
+    default_max_output_tokens: int = Field(1024, ge=1)
+    auth_failures_per_minute: int = Field(10, ge=0)
     redis_failure_mode: Literal["fail-open", "fail-closed"] = "fail-open"
     banned_words: tuple[str, ...] = ()
     banned_words_file: str | None = None
@@ -175,6 +177,8 @@ class Settings(BaseModel):
             "max_request_bytes": get("MAX_REQUEST_BYTES") or 1_048_576,
             "rate_limit_enabled": _truthy(get("RATE_LIMIT_ENABLED"), True),
             "rate_limit": get("RATE_LIMIT") or 60,
+            "default_max_output_tokens": get("DEFAULT_MAX_OUTPUT_TOKENS") or 1024,
+            "auth_failures_per_minute": get("AUTH_FAILURES_PER_MINUTE") or 10,
             "redis_failure_mode": (get("REDIS_FAILURE_MODE")
                                    or ("fail-closed" if environment == "production" else "fail-open")),
             "banned_words": _csv(get("BANNED_WORDS")),
@@ -190,7 +194,7 @@ class Settings(BaseModel):
             "cors_allowed_origins": _csv(get("CORS_ALLOWED_ORIGINS")),
             "sandbox_fallback": _truthy(get("SANDBOX_FALLBACK"), environment != "production"),
             "metrics_public": _truthy(get("METRICS_PUBLIC"), environment != "production"),
-            "trust_proxy_headers": get("TRUST_PROXY_HEADERS") or 1,
+            "trust_proxy_headers": get("TRUST_PROXY_HEADERS") or (1 if environment == "production" else 0),
             "environment_type": get("ENVIRONMENT_TYPE"),
             "dns_record": get("DNS_RECORD"),
         }

