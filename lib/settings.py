@@ -64,6 +64,7 @@ class Settings(BaseModel):
     max_request_bytes: int = Field(1_048_576, gt=0)
     rate_limit_enabled: bool = True
     rate_limit: int = Field(60, ge=0)
+    rate_limit_window_seconds: int = Field(60, ge=1, le=3600)
     default_max_output_tokens: int = Field(1024, ge=1)
     auth_failures_per_minute: int = Field(10, ge=0)
     redis_failure_mode: Literal["fail-open", "fail-closed"] = "fail-open"
@@ -178,6 +179,7 @@ class Settings(BaseModel):
             "rate_limit_enabled": _truthy(get("RATE_LIMIT_ENABLED"), True),
             "rate_limit": get("RATE_LIMIT") or 60,
             "default_max_output_tokens": get("DEFAULT_MAX_OUTPUT_TOKENS") or 1024,
+            "rate_limit_window_seconds": get("RATE_LIMIT_WINDOW_SECONDS") or 60,
             "auth_failures_per_minute": get("AUTH_FAILURES_PER_MINUTE") or 10,
             "redis_failure_mode": (get("REDIS_FAILURE_MODE")
                                    or ("fail-closed" if environment == "production" else "fail-open")),

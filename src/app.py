@@ -146,7 +146,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     tokens.preload()  # ~0.4 s once per worker, before traffic, instead of on the first request
     prices = PriceBook.load(settings.pricing_file, on_unpriced=lambda model: metrics.unpriced.labels(model).inc())
     accounting = Accounting(prices, default_max_output=settings.default_max_output_tokens)
-    quota = Quota(Limiter(client, prefix=settings.redis_prefix), accounting,
+    limiter = Limiter(client, prefix=settings.redis_prefix, window_s=settings.rate_limit_window_seconds)
+    quota = Quota(limiter, accounting,
                   default_rpm=settings.rate_limit if settings.rate_limit_enabled else None,
                   fail_mode=settings.redis_failure_mode,
                   on_degraded=lambda exc: metrics.redis_degraded.labels("limits").inc())
