@@ -270,6 +270,45 @@ class Gateway:
             _close(upstream)
             self.finish(ctx)
 
+    def embed(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
+        """Answer an embeddings request (``lib.schemas.EmbeddingRequest``) through routing, limits and
+        fallbacks. Returns OpenAI's ``list`` of embeddings (with ``proxy_id``). Raises ``GatewayError``."""
+        ctx.requested_model = req.model
+        targets = [t for t in self.targets(ctx, req.model) if hasattr(t.provider, "embed")]
+        if not targets:
+            raise errors.InvalidValue(f"The model '{req.model}' does not support embeddings.", param="model",
+                                      code="unsupported_model")
+        ctx.model = targets[0].model
+        if self.limits is not None:
+            counted = sum(tokens_of(t, ctx.model) for t in req.texts()) if self.accounting else 0
+            self.limits.reserve_tokens(ctx, counted, 0, [t.model for t in targets])
+        body = req.model_dump(exclude_none=True)
+        deadline = self._clock() + self.settings.request_timeout
+        last: errors.UpstreamError | None = None
+        for target in targets:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
+            try:
+                result = target.provider.embed({**body, "model": target.model}, model=target.model,  # type: ignore[attr-defined]
+                                               timeout=remaining)
+            except errors.UpstreamError as exc:
+                last = self._attempt_failed(ctx, target, exc)
+                continue
+            ctx.mark_first_byte()
+            self._answered_by(ctx, target, result.get("model"))
+            usage = result.get("usage") or {}
+            ctx.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            ctx.usage_source = "provider" if usage else "counted"
+            if not usage and self.accounting is not None:
+                ctx.prompt_tokens = sum(tokens_of(t, ctx.model or req.model) for t in req.texts())
+            if self.accounting is not None:
+                self.accounting.price(ctx)
+            result["model"] = ctx.model
+            result["proxy_id"] = ctx.proxy_id
+            return result
+        raise last or errors.UpstreamTimeout("The request deadline passed before any provider answered.")
+
     # -- after the call ----------------------------------------------------------------------------
     def _attempt_failed(self, ctx: RequestContext, target: Target, exc: errors.UpstreamError) -> errors.UpstreamError:
         ctx.provider, ctx.model = target.provider.name, target.model
@@ -321,6 +360,12 @@ class Gateway:
                 self._recorder(ctx)
             except Exception:
                 log.exception("recording request %s failed", ctx.proxy_id)
+
+
+def tokens_of(text: str, model: str) -> int:
+    from lib.tokens import count_tokens
+
+    return count_tokens(text, model)
 
 
 def _close(it: Iterator[Any]) -> None:

@@ -35,12 +35,20 @@ class Quota:
         self._on_degraded = on_degraded
 
     def reserve(self, ctx: RequestContext, req: ChatCompletionRequest, models: list[str]) -> None:
-        """Reserve for ``req`` (``models``: every upstream model it may be sent to, fallbacks included).
+        """Reserve for a chat request (``models``: every upstream model it may be sent to, fallbacks included).
 
         Sets ``ctx.reservation`` and the ``x-ratelimit-*`` headers. Raises ``RateLimited`` /
         ``BudgetExceeded`` (429), ``PermissionDenied`` (403 ``model_unpriced``), or ``ServiceUnavailable``
         (503) when Redis is down and the mode is fail-closed.
         """
+        if ctx.key is None:
+            return
+        needs_count = bool(ctx.key.tpm) or ctx.key.budget_usd is not None
+        prompt = self.accounting.prompt_tokens(req, models[0]) if needs_count else 0
+        self.reserve_tokens(ctx, prompt, req.output_limit or self.accounting.default_max_output, models)
+
+    def reserve_tokens(self, ctx: RequestContext, prompt_tokens: int, output_tokens: int, models: list[str]) -> None:
+        """Reserve one request of ``prompt_tokens`` in and at most ``output_tokens`` out (see ``reserve``)."""
         key = ctx.key
         if key is None:
             return
@@ -52,13 +60,11 @@ class Quota:
             return
         tokens = cost_micros = 0
         if tpm is not None or budget_micros is not None:
-            prompt = self.accounting.prompt_tokens(req, models[0])
-            out = req.output_limit or self.accounting.default_max_output
-            tokens = prompt + out
+            tokens = prompt_tokens + output_tokens
             if budget_micros is not None:
-                worst: Decimal | None = Decimal(0)
+                worst: Decimal = Decimal(0)
                 for model in models:
-                    cost = self.accounting.prices.worst_case_cost(prompt, out, model)
+                    cost = self.accounting.prices.worst_case_cost(prompt_tokens, output_tokens, model)
                     if cost is None:
                         raise errors.PermissionDenied(
                             f"The model '{model}' has no price configured, and this key has a budget: the gateway "

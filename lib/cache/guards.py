@@ -27,10 +27,11 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from typing import Callable
 
 
 # ----------------------------------------------------------------------------------------- tokenizing
-_TOKEN_RE = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?|->|→|[.!?;:,()\n]")
+_TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|->|→|[.!?;:,()\n]")
 _SENTENCE_BREAK = {".", "!", "?", ";", ":", "\n", "("}
 _CAP_RE = re.compile(r"(?<![\w'])([A-Z][A-Za-z]*[A-Z][A-Za-z]*|[A-Z][a-z]+)(?:'s)?(?![\w'])|([.!?:;\n(\"'`])")
 
@@ -67,9 +68,15 @@ def stem(word: str) -> str:
 
 
 def _tokens(lower: str) -> list[str]:
-    for pattern, repl in PHRASES:
-        lower = pattern.sub(repl, lower)
-    return _TOKEN_RE.findall(lower)
+    for key, pattern, repl in PHRASES:
+        if key in lower:
+            lower = pattern.sub(repl, lower)
+    out = []
+    for t in _TOKEN_RE.findall(lower):
+        if "'" in t and not t.endswith("n't"):
+            t = t.split("'", 1)[0]  # what's, customer's, you're, we'll -> the word itself
+        out.append(t)
+    return out
 
 
 # ------------------------------------------------------------------------------------------- quotes
@@ -206,10 +213,19 @@ def analyze(text: str) -> Features:
     lower = norm.lower()
     tokens = _tokens(lower)
     words = [t for t in tokens if t[0].isalnum()]
-    stems_list = [stem(w) for w in words]
+    memo: dict[str, str] = {}
+
+    def st(word: str) -> str:
+        got = memo.get(word)
+        if got is None:
+            got = memo[word] = stem(word)
+        return got
+
+    stems_list = [st(w) for w in words]
     content = tuple(s for w, s in zip(words, stems_list)
-                    if w not in STOPWORDS and w not in NEGATORS and not w[0].isdigit() and not w.endswith("n't"))
-    negated, has_neg = _negation(tokens)
+                    if w not in STOPWORDS and w not in NEGATORS and w not in NUMBER_WORDS
+                    and not w[0].isdigit() and not w.endswith("n't"))
+    negated, has_neg = _negation(tokens, st)
     return Features(
         text=norm,
         squashed=_squash(norm),
@@ -219,17 +235,17 @@ def analyze(text: str) -> Features:
         content=content,
         numbers=_numbers(norm, words),
         quotes=_quotes(norm),
-        proper=_proper_nouns(norm),
+        proper=_proper_nouns(norm, st),
         negated=negated,
         has_negation=has_neg,
-        groups=_groups(words),
+        groups=_groups(words, st),
         roles=_roles(tokens),
-        edges=_edges(tokens),
-        tasks=_tasks(words),
+        edges=_edges(tokens, st),
+        tasks=_tasks(words, st),
     )
 
 
-def _proper_nouns(text: str) -> frozenset[str]:
+def _proper_nouns(text: str, st: Callable[[str], str]) -> frozenset[str]:
     """Stems of capitalised words that do not start a sentence, and of acronyms anywhere."""
     out: set[str] = set()
     at_start = True
@@ -245,29 +261,38 @@ def _proper_nouns(text: str) -> frozenset[str]:
         at_start = False
         low = word.lower()
         if low not in STOPWORDS and low not in CAPITALISED_COMMON:
-            out.add(stem(low))
+            out.add(st(low))
     return frozenset(out)
 
 
-def _negation(tokens: list[str]) -> tuple[frozenset[str], bool]:
+def _negation(tokens: list[str], st: Callable[[str], str]) -> tuple[frozenset[str], bool]:
+    """Stems in the scope of a negation (the next few content words), and whether there is any negation."""
     negated: set[str] = set()
     found = False
     for i, t in enumerate(tokens):
+        start = i + 1
+        if t.startswith("non") and len(t) >= 7 and t not in NOT_NON_PREFIXED:  # non-empty, nonprofit
+            found = True
+            negated.add(st(t[3:]))
+            continue
         marker = t in NEGATORS or t.endswith("n't")
         if not marker and t in NEGATOR_BIGRAM_HEADS and i + 1 < len(tokens):
             marker = (t, tokens[i + 1]) in NEGATOR_BIGRAMS
+            start = i + 2
         if not marker:
             continue
         found = True
-        for u in tokens[i + 1 : i + 5]:
-            if u in _SENTENCE_BREAK or u in (",", "but", "and", "or", "->", "→"):
+        taken = 0
+        for u in tokens[start : start + 8]:
+            if u in _SENTENCE_BREAK or u in (",", "but", "and", "or", "->", "→") or taken == 4:
                 break
             if u[0].isalpha() and u not in STOPWORDS and u not in NEGATORS:
-                negated.add(stem(u))
+                negated.add(st(u))
+                taken += 1
     return frozenset(negated), found
 
 
-def _groups(words: list[str]) -> dict[int, frozenset[str]]:
+def _groups(words: list[str], st: Callable[[str], str]) -> dict[int, frozenset[str]]:
     present: dict[int, set[str]] = {}
     for i, w in enumerate(words):
         for gid, member in GROUP_INDEX.get(w, ()):
@@ -278,10 +303,10 @@ def _groups(words: list[str]) -> dict[int, frozenset[str]]:
                 base = w[len(prefix):]
                 if prefix in ("in", "im", "ir", "il") and not base.endswith(IN_PREFIX_BASE_ENDINGS):
                     continue
-                present.setdefault(-1, set()).add("neg:" + stem(base))
+                present.setdefault(-1, set()).add("neg:" + st(base))
                 break
         else:
-            present.setdefault(-1, set()).add("pos:" + stem(w))
+            present.setdefault(-1, set()).add("pos:" + st(w))
     return {k: frozenset(v) for k, v in present.items()}
 
 
@@ -337,7 +362,7 @@ def _role_at(tokens: list[str], idx: int, kind: str) -> str:
     return "mention"
 
 
-def _edges(tokens: list[str]) -> frozenset[tuple[str, str]]:
+def _edges(tokens: list[str], st: Callable[[str], str]) -> frozenset[tuple[str, str]]:
     """Generic directed pairs: "from X ... to Y" and "<convert verb> X to Y" (stems of X and Y)."""
     edges = set()
     for i, t in enumerate(tokens):
@@ -352,14 +377,16 @@ def _edges(tokens: list[str]) -> frozenset[tuple[str, str]]:
         right = next((u for u in tokens[i + 1 : i + 4] if u[0].isalnum() and u not in STOPWORDS), None)
         x = next((u for u in reversed(left) if u not in STOPWORDS and not u[0].isdigit()), None)
         if x and right:
-            edges.add((stem(x), stem(right)))
+            edges.add((st(x), st(right)))
     return frozenset(edges)
 
 
-def _tasks(words: list[str]) -> frozenset[str]:
+def _tasks(words: list[str], st: Callable[[str], str] = stem) -> frozenset[str]:
+    """The tasks the words ask for; a synonym of a task word counts as that task ("turn into" = convert)."""
     tasks = set()
     for i, w in enumerate(words):
-        task = TASK_WORDS.get(w) or TASK_WORDS.get(stem(w))
+        s = st(w)
+        task = TASK_WORDS.get(w) or TASK_STEMS.get(s) or TASK_STEMS.get(SYNONYM_INDEX.get(s, s))
         if task:
             tasks.add(task)
         if i + 1 < len(words):
@@ -367,6 +394,15 @@ def _tasks(words: list[str]) -> frozenset[str]:
             if task:
                 tasks.add(task)
     return frozenset(tasks)
+
+
+def _task_phrase_words(words: list[str]) -> set[str]:
+    """Words that belong to a task phrase ("unit tests", "action items"), so not details of their own."""
+    out = set()
+    for i in range(len(words) - 1):
+        if (words[i], words[i + 1]) in TASK_BIGRAMS:
+            out.update((words[i], words[i + 1]))
+    return out
 
 
 # ------------------------------------------------------------------------------------------- checks
@@ -398,7 +434,10 @@ def check_features(a: Features, b: Features) -> str | None:
     reason = _check_terms(a, b)
     if reason:
         return reason
-    return _check_instruction(a, b)
+    shared = _shared_text(a, b)
+    if shared is None:
+        return _check_short(a, b)
+    return _check_instruction(*shared)
 
 
 def _check_direction(a: Features, b: Features) -> str | None:
@@ -423,11 +462,16 @@ def _check_direction(a: Features, b: Features) -> str | None:
 
 def _check_negation(a: Features, b: Features) -> str | None:
     if a.has_negation != b.has_negation:
-        return "negation"
-    if a.has_negation:
+        neg, other = (a, b) if a.has_negation else (b, a)
+        # "not eligible" against "ineligible": the other prompt negates the same word with a prefix
+        prefixed = {item[4:] for item in other.groups.get(-1, ()) if item.startswith("neg:")}
+        if not (neg.negated & prefixed):
+            return "negation"
+    elif a.has_negation:
+        # both negate, but each negates something the other asserts: the negation moved
         plain_a = a.stems - a.negated
         plain_b = b.stems - b.negated
-        if (a.negated - b.negated) & plain_b or (b.negated - a.negated) & plain_a:
+        if ((a.negated - b.negated) & plain_b) and ((b.negated - a.negated) & plain_a):
             return "negation"
     # antonyms: one prompt has one side of a pair (and not the other), the other prompt the reverse
     for gid in ANTONYM_GROUPS:
@@ -453,6 +497,11 @@ def _check_terms(a: Features, b: Features) -> str | None:
             return "terms differ"
     if (a.proper - b.stems) and (b.proper - a.stems):
         return "terms differ"
+    return None
+
+
+def _check_short(a: Features, b: Features) -> str | None:
+    """Rules for prompts without shared pasted text: the task, and single-word substitutions."""
     if a.tasks and b.tasks and a.tasks.isdisjoint(b.tasks):
         return "instruction differs"
     # a single content word swapped for a word that is not a synonym: "merge" vs "concatenate"
@@ -460,48 +509,63 @@ def _check_terms(a: Features, b: Features) -> str | None:
     if len(ops) == 1 and ops[0][0] == "replace":
         _, i1, i2, j1, j2 = ops[0]
         old, new = a.content[i1:i2], b.content[j1:j2]
-        if len(old) <= 2 and len(new) <= 2 and not _synonyms(old, new):
+        if len(old) <= 2 and len(new) <= 2 and not (_meanings(old) & _meanings(new)):
             return "terms differ"
     return None
 
 
-def _synonyms(old: tuple[str, ...], new: tuple[str, ...]) -> bool:
-    groups_old = {SYNONYM_INDEX.get(w, w) for w in old}
-    groups_new = {SYNONYM_INDEX.get(w, w) for w in new}
-    return groups_old == groups_new
+def _meanings(words: tuple[str, ...] | set[str]) -> set[str]:
+    """What stems stand for: the word, its synonym group, its task and its member of a closed set."""
+    out = set()
+    for w in words:
+        out.add("w:" + w)
+        out.add("s:" + SYNONYM_INDEX.get(w, w))
+        task = TASK_WORDS.get(w) or TASK_STEMS.get(w)
+        if task:
+            out.add("t:" + task)
+        for gid, member in GROUP_STEM_INDEX.get(w, ()):
+            out.add("g:%d:%s" % (gid, member))
+    return out
 
 
-_PAYLOAD_MIN_TOKENS = 12  # a shared run at least this long is pasted text, not wording
+_PAYLOAD_MIN_RUN = 6  # shared runs at least this long count as pasted text, not wording
+_PAYLOAD_MIN_TOKENS = 8
 _PAYLOAD_MIN_SHARE = 0.5
 
 
-def _check_instruction(a: Features, b: Features) -> str | None:
-    """When both prompts carry the same pasted text, the words around it must ask for the same task."""
+def _shared_text(a: Features, b: Features) -> tuple[list[str], list[str]] | None:
+    """When most of both prompts is the same pasted text, return the words of each outside it, else None."""
     ta = [t for t in a.tokens if t[0].isalnum()]
     tb = [t for t in b.tokens if t[0].isalnum()]
-    if min(len(ta), len(tb)) < 2 * _PAYLOAD_MIN_TOKENS:
+    if min(len(ta), len(tb)) < _PAYLOAD_MIN_TOKENS:
         return None
     blocks = [blk for blk in SequenceMatcher(None, ta, tb, autojunk=False).get_matching_blocks()
-              if blk.size >= _PAYLOAD_MIN_TOKENS // 2]
+              if blk.size >= _PAYLOAD_MIN_RUN]
     shared = sum(blk.size for blk in blocks)
     if shared < _PAYLOAD_MIN_TOKENS or shared < _PAYLOAD_MIN_SHARE * min(len(ta), len(tb)):
         return None
-    in_a = set()
-    in_b = set()
+    in_a: set[int] = set()
+    in_b: set[int] = set()
     for blk in blocks:
         in_a.update(range(blk.a, blk.a + blk.size))
         in_b.update(range(blk.b, blk.b + blk.size))
-    rest_a = [w for i, w in enumerate(ta) if i not in in_a]
-    rest_b = [w for i, w in enumerate(tb) if i not in in_b]
+    return [w for i, w in enumerate(ta) if i not in in_a], [w for i, w in enumerate(tb) if i not in in_b]
+
+
+def _check_instruction(rest_a: list[str], rest_b: list[str]) -> str | None:
+    """Both prompts carry the same pasted text: the words around it must ask for the same task.
+
+    The embedding says nothing here (the pasted text dominates it), so this is strict: the same set of
+    tasks, and no detail on each side that the other lacks ("for the CEO" vs "for engineers").
+    """
     if _tasks(rest_a) != _tasks(rest_b):
         return "instruction differs"
-    words_a = {stem(w) for w in rest_a}
-    words_b = {stem(w) for w in rest_b}
+    skip_a, skip_b = _task_phrase_words(rest_a), _task_phrase_words(rest_b)
+    words_a = {stem(w) for w in rest_a if w not in STOPWORDS and w not in TASK_WORDS and w not in skip_a}
+    words_b = {stem(w) for w in rest_b if w not in STOPWORDS and w not in TASK_WORDS and w not in skip_b}
     extra_a = {w for w in words_a - words_b if w not in INSTRUCTION_GENERIC and not w[0].isdigit()}
     extra_b = {w for w in words_b - words_a if w not in INSTRUCTION_GENERIC and not w[0].isdigit()}
-    extra_a = {w for w in extra_a if SYNONYM_INDEX.get(w, w) not in {SYNONYM_INDEX.get(x, x) for x in words_b}}
-    extra_b = {w for w in extra_b if SYNONYM_INDEX.get(w, w) not in {SYNONYM_INDEX.get(x, x) for x in words_a}}
-    if extra_a and extra_b:
+    if extra_a and extra_b and not (_meanings(extra_a) & _meanings(extra_b)):
         return "instruction differs"
     return None
 
@@ -515,21 +579,28 @@ def _forms(spec: str) -> list[list[str]]:
     return [member.split() for member in spec.split("|")]
 
 
-PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), r) for p, r in (
-    (r"\btl;?dr\b", "tldr"), (r"\bc#", "csharp"), (r"\bc\+\+", "cpp"), (r"\bf#", "fsharp"),
-    (r"\.net\b", " dotnet"), (r"\bnode\.?js\b", "nodejs"), (r"\bobjective-c\b", "objc"),
-    (r"\be-mail", "email"), (r"\blogg(?:ed|ing) (?:in|on)\b", "login"), (r"\blog[ -]?(?:in|on)s?\b", "login"),
-    (r"\blogg(?:ed|ing) out\b", "logout"), (r"\blog[ -]?outs?\b", "logout"), (r"\bsign[ -]?ins?\b", "signin"),
-    (r"\bsign[ -]?outs?\b", "signout"), (r"\bsign[ -]?ups?\b", "signup"), (r"\bfront[ -]end\b", "frontend"),
-    (r"\bback[ -]end\b", "backend"), (r"\bfull[ -]stack\b", "fullstack"), (r"\bfull[ -]time\b", "fulltime"),
-    (r"\bpart[ -]time\b", "parttime"), (r"\bon[ -]site\b", "onsite"), (r"\bin[ -]office\b", "inoffice"),
-    (r"\bnon[ -](?=[a-z])", "non"), (r"\bpre[ -]tax\b", "pretax"), (r"\bpost[ -]tax\b", "posttax"),
-    (r"\bpast[ -]due\b", "overdue"), (r"\bsnake[_ -]?case\b", "snakecase"), (r"\bcamel[ -]?case\b", "camelcase"),
-    (r"\bkebab[ -]?case\b", "kebabcase"), (r"\bpascal[ -]?case\b", "pascalcase"), (r"\btitle case\b", "titlecase"),
-    (r"\bupper[ -]?case\b", "uppercase"), (r"\blower[ -]?case\b", "lowercase"), (r"\bto-do\b", "todo"),
-    (r"\be\.g\.", "eg"), (r"\bi\.e\.", "ie"), (r"\ba\.m\.", "am"), (r"\bp\.m\.", "pm"), (r"\bu\.s\.", "us"),
-    (r"\$", " usd "), (r"€", " eur "), (r"£", " gbp "), (r"¥", " jpy "), (r"&", " and "),
-))
+# (literal that must occur, pattern, replacement): the literal skips patterns that cannot match cheaply.
+_PHRASES = (
+    ("dr", r"\btl;?dr\b", "tldr"), ("c#", r"\bc#", "csharp"), ("c++", r"\bc\+\+", "cpp"), ("f#", r"\bf#", "fsharp"),
+    (".net", r"\.net\b", " dotnet"), ("node", r"\bnode\.?js\b", "nodejs"), ("objective-c", r"\bobjective-c\b", "objc"),
+    ("e-mail", r"\be-mail", "email"), ("log", r"\blogg(?:ed|ing) (?:in|on)\b", "login"),
+    ("log", r"\blog[ -]?(?:in|on)s?\b", "login"), ("log", r"\blogg(?:ed|ing) out\b", "logout"),
+    ("log", r"\blog[ -]?outs?\b", "logout"), ("sign", r"\bsign[ -]?ins?\b", "signin"),
+    ("sign", r"\bsign[ -]?outs?\b", "signout"), ("sign", r"\bsign[ -]?ups?\b", "signup"),
+    ("front", r"\bfront[ -]end\b", "frontend"), ("back", r"\bback[ -]end\b", "backend"),
+    ("stack", r"\bfull[ -]stack\b", "fullstack"), ("time", r"\bfull[ -]time\b", "fulltime"),
+    ("time", r"\bpart[ -]time\b", "parttime"), ("site", r"\bon[ -]site\b", "onsite"),
+    ("office", r"\bin[ -]office\b", "inoffice"), ("non", r"\bnon[ -](?=[a-z])", "non"),
+    ("tax", r"\bpre[ -]tax\b", "pretax"), ("tax", r"\bpost[ -]tax\b", "posttax"),
+    ("due", r"\bpast[ -]due\b", "overdue"), ("down", r"\bdrop[ -]down", "dropdown"), ("pop", r"\bpop[ -]up", "popup"),
+    ("case", r"\bsnake[_ -]?case\b", "snakecase"), ("case", r"\bcamel[ -]?case\b", "camelcase"),
+    ("case", r"\bkebab[ -]?case\b", "kebabcase"), ("case", r"\bpascal[ -]?case\b", "pascalcase"),
+    ("case", r"\btitle case\b", "titlecase"), ("case", r"\bupper[ -]?case\b", "uppercase"),
+    ("case", r"\blower[ -]?case\b", "lowercase"), ("to-do", r"\bto-do\b", "todo"),
+    (".", r"\b(e\.g|i\.e|a\.m|p\.m|u\.s)\.", lambda m: m.group(1).replace(".", "")),
+    ("$", r"\$", " usd "), ("€", r"€", " eur "), ("£", r"£", " gbp "), ("¥", r"¥", " jpy "), ("&", r"&", " and "),
+)
+PHRASES = tuple((key, re.compile(pattern), repl) for key, pattern, repl in _PHRASES)
 
 STOPWORDS = frozenset("""
 a an the this that these those it its it's i i'm me my mine we us our ours you your yours he him his she her
@@ -552,6 +623,7 @@ CARDINALS = {w: i for i, w in enumerate(
 CARDINALS.update({w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)})
 SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000, "dozen": 12}
 MULTIPLICATIVES = {"twice": 2, "thrice": 3}
+NUMBER_WORDS = frozenset(ORDINALS) | frozenset(CARDINALS) | frozenset(SCALES) | frozenset(MULTIPLICATIVES)
 
 CAPITALISED_COMMON = frozenset("i ok okay hi hello thanks dear regards re fyi pls please tldr".split())
 
@@ -562,6 +634,7 @@ omits omitted omitting avoid avoids avoiding skip skipping unless lacking
 """.split())
 NEGATOR_BIGRAMS = frozenset({("leave", "out"), ("leaving", "out"), ("left", "out"), ("other", "than"),
                              ("instead", "of"), ("rather", "than"), ("apart", "from"), ("free", "of")})
+NOT_NON_PREFIXED = frozenset("nonetheless nonce nonsense".split())
 NEGATOR_BIGRAM_HEADS = frozenset(h for h, _ in NEGATOR_BIGRAMS)
 
 # Pairs (or small sets) of opposites. A hit is refused when one prompt uses only one side and the other
@@ -666,6 +739,9 @@ for _gid, _spec in enumerate(_ANTONYMS + _CLOSED_SETS):
     for _member in _forms(_spec):
         for _form in _member:
             GROUP_INDEX.setdefault(_form, []).append((_gid, _member[0]))
+GROUP_STEM_INDEX: dict[str, list[tuple[int, str]]] = {}
+for _form, _entries in GROUP_INDEX.items():
+    GROUP_STEM_INDEX.setdefault(stem(_form), []).extend(_entries)
 IN_PREFIX_BASE_ENDINGS = ("able", "ible", "al", "ive", "ent", "ant", "ete", "ect", "id", "ular", "ure", "ate")
 
 # Convertible terms: (kind, canonical). Direction matters between terms of one kind.
@@ -730,7 +806,6 @@ _TASKS = {
     "summarize": "summarize summarise summarized summarizing summarising summary summaries tldr recap overview gist",
     "translate": "translate translates translated translating translation",
     "reply": "reply replies respond responds response responses answer",
-    "extract": "extract extracts extraction",
     "actions": "todo todos",
     "classify": "classify classification categorize categorise category categories triage urgency priority "
                 "prioritize label",
@@ -763,7 +838,10 @@ TASK_WORDS = {w: task for task, words in _TASKS.items() for w in words.split()}
 TASK_BIGRAMS = {("action", "items"): "actions", ("next", "steps"): "actions", ("key", "points"): "summarize",
                 ("main", "points"): "summarize", ("what", "does"): "explain", ("release", "notes"): "notes",
                 ("error", "handling"): "errors", ("type", "hints"): "types", ("type", "annotations"): "types",
-                ("subject", "line"): "title", ("clean", "up"): "refactor", ("pull", "out"): "extract"}
+                ("subject", "line"): "title", ("clean", "up"): "refactor", ("unit", "test"): "test",
+                ("unit", "tests"): "test", ("test", "case"): "test", ("test", "cases"): "test",
+                ("to", "do"): "actions", ("follow", "up"): "actions"}
+TASK_STEMS = {stem(w): task for w, task in TASK_WORDS.items()}
 
 # Words a rewording may swap for one another (stems).
 _SYNONYMS = [
@@ -790,5 +868,6 @@ for _group in _SYNONYMS:
 INSTRUCTION_GENERIC = frozenset(stem(w) for w in """
 this these that the a an following above below text email message note notes please can could would you me
 give write draft make create provide for of to based on in here is are what it and quick short brief
-briefly some my our your us we i with about from as into all any just one
+briefly some my our your us we i with about from as into all any just one do does did
+extract list find identify get pull show return output
 """.split())

@@ -109,3 +109,27 @@ class SandboxProvider:
         yield make_chunk(id=cid, model=model, created=created, delta={}, finish_reason=finish)
         yield make_chunk(id=cid, model=model, created=created, with_choice=False,
                          usage=make_usage(self._prompt_tokens(body, model), len(pieces)))
+
+    def embed(self, body: dict[str, Any], *, model: str, timeout: float) -> dict[str, Any]:
+        """Deterministic unit vectors (one per input) in OpenAI's embeddings shape; same text, same vector."""
+        import base64
+        import math
+        import struct
+
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) else list(raw or [])
+        dims = int(body.get("dimensions") or 256)
+        data, total = [], 0
+        for i, item in enumerate(inputs):
+            text = item if isinstance(item, str) else json.dumps(item)
+            total += len(self._tokenize(text))
+            rng = random.Random(hashlib.sha256(f"{model}\0{text}".encode()).digest())
+            vec = [rng.gauss(0.0, 1.0) for _ in range(dims)]
+            norm = math.sqrt(sum(x * x for x in vec)) or 1.0
+            vec = [x / norm for x in vec]
+            value: Any = vec
+            if body.get("encoding_format") == "base64":
+                value = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        return {"object": "list", "data": data, "model": model,
+                "usage": {"prompt_tokens": total, "total_tokens": total}}

@@ -119,3 +119,19 @@ def webhook() -> Response:
     if svc.settings.log_bodies:
         ctx.response_body = body_snapshot(body, svc.settings.log_body_max_chars)
     return json_response(body, headers={**ctx.headers, "x-aiproxy-id": ctx.proxy_id})
+
+
+@bp.post("/v1/embeddings")
+def embeddings() -> Response:
+    """OpenAI embeddings, passed to the provider that serves the model (sandbox vectors offline)."""
+    from lib.schemas import parse_embedding_request
+
+    svc = services()
+    ctx = context("embeddings", logged=True)
+    authenticate(ctx)
+    data = read_json(request)
+    req = parse_embedding_request(data)
+    if svc.settings.log_bodies:
+        ctx.request_body = body_snapshot(data, svc.settings.log_body_max_chars)
+    result = svc.gateway.embed(ctx, req)
+    return json_response(result, headers={**ctx.headers, "x-aiproxy-id": ctx.proxy_id})

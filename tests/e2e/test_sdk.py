@@ -153,3 +153,9 @@ def test_metrics_aggregate_across_workers(server, client):
     client.chat.completions.create(model="sandbox", messages=[{"role": "user", "content": "metrics please"}])
     text = httpx.get(server.url + "/metrics").text
     assert "aiproxy_requests_total" in text and 'endpoint="chat.completions"' in text
+
+
+def test_embeddings_through_openai_provider(client, upstream):
+    result = client.embeddings.create(model="text-embedding-3-small", input=["alpha", "beta"])
+    assert len(result.data) == 2 and len(result.data[0].embedding) > 0
+    assert upstream.requests[-1].path.endswith("/v1/embeddings")
