@@ -73,6 +73,8 @@ class Settings(BaseModel):
     semantic_cache: bool = True
     semantic_cache_threshold: float = Field(0.89, gt=0, le=1)
     cache_ttl_seconds: int = Field(86400, ge=0)
+    semantic_cache_max_entries: int = Field(10000, ge=1)
+    embed_socket: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_retention_days: int = Field(30, ge=1)
     log_bodies: bool = True
@@ -188,6 +190,8 @@ class Settings(BaseModel):
             "semantic_cache": _truthy(get("SEMANTIC_CACHE"), True),
             "semantic_cache_threshold": get("SEMANTIC_CACHE_THRESHOLD") or 0.89,
             "cache_ttl_seconds": get("CACHE_TTL_SECONDS") or 86400,
+            "semantic_cache_max_entries": get("SEMANTIC_CACHE_MAX_ENTRIES") or 10000,
+            "embed_socket": get("EMBED_SOCKET"),
             "log_level": get("LOG_LEVEL") or "INFO",
             "log_retention_days": get("LOG_RETENTION_DAYS") or 30,
             "log_bodies": _truthy(get("LOG_BODIES"), True),

@@ -49,6 +49,7 @@ def on_starting(server):  # noqa: ANN001 - gunicorn hook signature
         os.environ["REDIS_URL"] = embedded.url
         server._aiproxy_redis = embedded
         server.log.info("REDIS_URL is unset: started a private Redis at %s (stopped on exit)", embedded.url)
+    _start_embedder(server, configured)
     environment = (configured("ENVIRONMENT") or "development").lower()
     if not configured("AIPROXY_MASTER_KEY") and environment != "production" and not (
             configured("ENVIRONMENT_TYPE") and configured("DNS_RECORD")):
@@ -59,6 +60,23 @@ def on_starting(server):  # noqa: ANN001 - gunicorn hook signature
               file=sys.stderr, flush=True)
 
 
+def _start_embedder(server, configured):  # noqa: ANN001
+    """One embedding server per machine for the semantic cache (see lib/cache/embed_server.py)."""
+    import subprocess
+    import tempfile
+
+    if (configured("SEMANTIC_CACHE") or "true").strip().lower() not in ("1", "true", "yes", "on"):
+        return
+    if configured("EMBED_SOCKET"):
+        return  # an embedding server is already provided
+    path = os.path.join(tempfile.mkdtemp(prefix="aiproxy-embed-"), "embed.sock")
+    proc = subprocess.Popen([sys.executable, "-m", "lib.cache.embed_server", "--socket", path],
+                            cwd=os.getcwd(), start_new_session=True)
+    os.environ["EMBED_SOCKET"] = path
+    server._aiproxy_embedder = proc
+    server.log.info("started the embedding server (pid %s) at %s", proc.pid, path)
+
+
 def child_exit(server, worker):  # noqa: ANN001
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -67,6 +85,13 @@ def child_exit(server, worker):  # noqa: ANN001
 
 
 def on_exit(server):  # noqa: ANN001
+    embedder = getattr(server, "_aiproxy_embedder", None)
+    if embedder is not None and embedder.poll() is None:
+        embedder.terminate()
+        try:
+            embedder.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - best effort at exit
+            embedder.kill()
     embedded = getattr(server, "_aiproxy_redis", None)
     if embedded is not None:
         embedded.stop()

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 def server_env(redis_url: str, upstream, **extra: str) -> dict[str, str]:
     env = {"REDIS_URL": redis_url, "REDIS_PREFIX": f"lim{uuid.uuid4().hex[:6]}:", "AIPROXY_MASTER_KEY": MASTER,
            "OPENAI_API_KEYS": PROVIDER_KEYS["openai"], "OPENAI_BASE_URL": upstream.url + "/v1",
-           "REQUEST_TIMEOUT": "10"}
+           "REQUEST_TIMEOUT": "10", "SEMANTIC_CACHE": "false"}
     env.update(extra)
     return env
 
