@@ -17,8 +17,15 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	$(PIP) install -r requirements-dev.txt
 	@touch $@
 
+# checkov pins boto3/packaging/networkx exactly, so it lives in a venv of its own (used by tests/infra).
+CHECKOV := $(VENV)/checkov/bin/checkov
+$(CHECKOV): cicd/requirements-checkov.txt | $(BIN)/python
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip --disable-pip-version-check -q install -r $<
+	@touch $@
+
 install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+install-dev: $(VENV)/.installed-dev $(CHECKOV)
 
 ## make run: serve the proxy on http://127.0.0.1:$${PORT:-8080} (embedded Redis and sandbox provider by default)
 run: install

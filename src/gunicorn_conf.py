@@ -17,6 +17,8 @@ worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 # On SIGTERM, finish in-flight requests and streams for up to this long (ECS stopTimeout must exceed it).
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "90"))
+# gunicorn 27's control socket lives in $HOME; the container's root filesystem is read-only.
+control_socket_disable = True
 keepalive = 75  # above the ALB's 60 s idle timeout default, so the ALB closes first
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
 errorlog = "-"
