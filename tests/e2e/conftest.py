@@ -47,7 +47,8 @@ def issue_key(server: ServerProcess, **body) -> str:
 
 @pytest.fixture(scope="session")
 def gateway_key(server) -> str:
-    return issue_key(server)
+    # rpm=0: no request limit, so the session's many tests (and 200 concurrent streams) share one key
+    return issue_key(server, rpm=0)
 
 
 @pytest.fixture
