@@ -80,6 +80,7 @@ class Settings(BaseModel):
     log_bodies: bool = True
     log_body_max_chars: int = Field(8192, ge=0)
     honeybadger_api_key: str | None = None
+    honeybadger_endpoint: str = "https://api.honeybadger.io"
     cors_allowed_origins: tuple[str, ...] = ()
     sandbox_fallback: bool = True
     metrics_public: bool = True
@@ -197,6 +198,7 @@ class Settings(BaseModel):
             "log_bodies": _truthy(get("LOG_BODIES"), True),
             "log_body_max_chars": get("LOG_BODY_MAX_CHARS") or 8192,
             "honeybadger_api_key": get("HONEYBADGER_API_KEY"),
+            "honeybadger_endpoint": get("HONEYBADGER_ENDPOINT") or "https://api.honeybadger.io",
             "cors_allowed_origins": _csv(get("CORS_ALLOWED_ORIGINS")),
             "sandbox_fallback": _truthy(get("SANDBOX_FALLBACK"), environment != "production"),
             "metrics_public": _truthy(get("METRICS_PUBLIC"), environment != "production"),

@@ -85,6 +85,27 @@ def configure_logging(level: str) -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
+def configure_error_reporting(settings: Settings) -> Any:
+    """Honeybadger for unhandled exceptions and for ERROR/CRITICAL log lines; returns the notify function
+    (or None when ``HONEYBADGER_API_KEY`` is unset). Notices carry no request bodies or keys."""
+    if not settings.honeybadger_api_key:
+        return None
+    from honeybadger import Honeybadger
+    from honeybadger.contrib.logger import HoneybadgerHandler
+
+    options = {"api_key": settings.honeybadger_api_key, "environment": settings.environment,
+               "force_report_data": True, "endpoint": settings.honeybadger_endpoint}
+    reporter = Honeybadger()
+    reporter.configure(**options)
+    root = logging.getLogger()
+    if not any(isinstance(h, HoneybadgerHandler) for h in root.handlers):
+        handler = HoneybadgerHandler(settings.honeybadger_api_key)
+        handler.honeybadger.configure(**options)
+        handler.setLevel(logging.ERROR)
+        root.addHandler(handler)
+    return reporter.notify
+
+
 def provider_configs(settings: Settings) -> dict[str, ProviderConfig]:
     return {
         "openai": ProviderConfig(api_keys=settings.openai_api_keys, base_url=settings.openai_base_url),
@@ -193,13 +214,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from src import errors as error_handlers
     from src.views import admin, chat, health, usage as usage_views
 
-    notify = None
-    if settings.honeybadger_api_key:
-        from honeybadger import honeybadger
-
-        honeybadger.configure(api_key=settings.honeybadger_api_key, environment=settings.environment,
-                              force_report_data=True)
-        notify = honeybadger.notify
+    notify = configure_error_reporting(settings)
     error_handlers.register(app, notify)
     app.register_blueprint(chat.bp)
     app.register_blueprint(admin.bp)
