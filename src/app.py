@@ -25,6 +25,8 @@ from lib import tokens
 from lib.errors import ServiceUnavailable
 from lib.accounting import Accounting
 from lib.auththrottle import AuthThrottle
+from lib.cache.exact import ExactCache
+from lib.cache.service import CacheService
 from lib.policy import Policy
 from lib.pricing import PriceBook
 from lib.quota import Quota
@@ -104,6 +106,37 @@ def configure_error_reporting(settings: Settings) -> Any:
         handler.setLevel(logging.ERROR)
         root.addHandler(handler)
     return reporter.notify
+
+
+def build_cache(settings: Settings, client: redis.Redis, metrics: Metrics) -> CacheService:
+    """The exact cache, plus the semantic index when ``SEMANTIC_CACHE`` is on and its libraries import.
+
+    Embeddings come from the machine's embedding server (``EMBED_SOCKET``, started by the gunicorn master)
+    or, outside gunicorn, from an in-process model shared by every app in the process, run off the loop.
+    """
+    exact = ExactCache(client, prefix=settings.redis_prefix, ttl_s=settings.cache_ttl_seconds)
+    on_error = lambda op: metrics.cache_errors.labels(op).inc()  # noqa: E731
+    if not settings.semantic_cache:
+        return CacheService(exact, on_error=on_error)
+    try:
+        from lib.cache.embed_server import RemoteEmbedder, local_embedder
+        from lib.cache.offload import offload
+        from lib.cache.semantic import MAX_TOKENS, SemanticIndex
+    except ImportError as exc:  # the ML stack is optional: exact caching still works
+        log.warning("semantic cache disabled: %s", exc)
+        return CacheService(exact, on_error=on_error)
+    if settings.embed_socket:
+        embedder: Any = RemoteEmbedder(settings.embed_socket)
+        embed, token_length = embedder.embed, embedder.token_length
+    else:
+        embedder = local_embedder()
+        embed, token_length = offload(embedder.embed), offload(embedder.token_length)
+    index = SemanticIndex(client, prefix=settings.redis_prefix, embedder=None,
+                          threshold=settings.semantic_cache_threshold,
+                          max_entries_per_scope=settings.semantic_cache_max_entries,
+                          ttl_s=max(1, settings.cache_ttl_seconds))
+    return CacheService(exact, semantic=index, embed=embed, token_length=token_length,
+                        max_semantic_tokens=MAX_TOKENS, on_error=on_error)
 
 
 def provider_configs(settings: Settings) -> dict[str, ProviderConfig]:
@@ -188,11 +221,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         usage.record(rec)
         metrics.observe_request(ctx)
 
-    from lib.cache.exact import ExactCache
-    from lib.cache.service import CacheService
-
-    cache = CacheService(ExactCache(client, prefix=settings.redis_prefix, ttl_s=settings.cache_ttl_seconds),
-                         on_error=lambda op: metrics.cache_errors.labels(op).inc())
+    cache = build_cache(settings, client, metrics)
     gateway = Gateway(settings=settings, router=router, providers=providers, recorder=record, cache=cache,
                       accounting=accounting, limits=quota, policy=policy if policy.rules else None)
     svc = Services(settings=settings, redis=client, keys=keys, router=router, gateway=gateway, http=http,
@@ -213,6 +242,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from src import errors as error_handlers
     from src.views import admin, chat, health, usage as usage_views
+    from src.views import pages, vendors as vendor_views
 
     notify = configure_error_reporting(settings)
     error_handlers.register(app, notify)
@@ -220,6 +250,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(usage_views.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(vendor_views.bp)
 
     @app.after_request
     def _finish(response: Response) -> Response:

@@ -16,6 +16,7 @@ The server loads the model in the background at start; until it is ready a reque
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -50,6 +51,17 @@ def _recv_frame(sock: socket.socket, limit: int = 1 << 20) -> bytes:
     if size > limit:
         raise ValueError("frame too large")
     return _recv_exact(sock, size)
+
+
+@functools.lru_cache(maxsize=1)
+def local_embedder() -> Any:
+    """The in-process model, created once per process (for runs outside gunicorn: tests, ``flask run``).
+
+    Loaded lazily on first use by ``Embedder`` itself; sharing it keeps every app in one process on one copy.
+    """
+    from lib.cache.embedder import Embedder
+
+    return Embedder()
 
 
 class EmbeddingUnavailable(RuntimeError):

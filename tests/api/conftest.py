@@ -21,6 +21,7 @@ def make_settings(redis_url, key_prefix):
             "REDIS_PREFIX": key_prefix,
             "AIPROXY_MASTER_KEY": MASTER,
             "LOG_LEVEL": "WARNING",
+            "SEMANTIC_CACHE": "false",  # the semantic tests turn it on; loading the model is not free
         }
         base.update(env)
         return Settings.from_env(base, config_file=None)
