@@ -62,7 +62,9 @@ COPY bin/ bin/
 COPY lib/ lib/
 COPY src/ src/
 COPY cicd/docker/check_offline_assets.py cicd/docker/check_offline_assets.py
-RUN python cicd/docker/check_offline_assets.py \
+# The semantic cache's ONNX export of MiniLM is made at build time, never at run time.
+RUN HF_HUB_OFFLINE=1 python -m lib.cache.embedder export-onnx \
+    && python cicd/docker/check_offline_assets.py \
     && python -m compileall -q lib src
 USER 10001:10001
 EXPOSE 8080

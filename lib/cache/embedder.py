@@ -5,13 +5,14 @@ ever downloaded (``HF_HUB_OFFLINE=1`` is set before anything from Hugging Face i
 
 Two backends give the same vectors (cosine >= 0.9999 between them, checked when the ONNX file is made):
 
-- ``onnx``: onnxruntime + the fast ``tokenizers`` tokenizer, no torch import at run time (~3 ms for a
-  short prompt on one core, ~100 MiB resident). Needs ``onnx/model.onnx`` next to the model, made once at
-  install time by ``python -m lib.cache.embedder export-onnx`` (mean pooling and L2 normalisation are part
-  of the exported graph).
-- ``torch``: sentence-transformers on PyTorch (~15-25 ms for a short prompt, ~500 MiB resident).
+- ``onnx``: onnxruntime + the fast ``tokenizers`` tokenizer, no torch import at run time (~3.5-4.5 ms for a
+  short prompt on one core of the 2-core dev box; a process with it loaded peaks at ~220 MiB). Needs
+  ``onnx/model.onnx`` next to the model, made once at install time by
+  ``python -m lib.cache.embedder export-onnx`` (mean pooling and L2 normalisation are part of the
+  exported graph; a ``.source`` fingerprint ties the file to the weights it came from).
+- ``torch``: sentence-transformers on PyTorch (~8-11 ms for a short prompt, ~580 MiB).
 
-``auto`` picks ``onnx`` when the exported file exists and onnxruntime imports, else ``torch``.
+``auto`` picks ``onnx`` when a current export exists and onnxruntime imports, else ``torch``.
 
 ``Embedder.embed`` is a plain blocking function, safe to call from any OS thread (a gevent threadpool, a
 worker thread): loading is guarded by a lock, inference holds no Python-level lock, and the small LRU memo
@@ -21,6 +22,7 @@ has its own lock. It never touches an event loop.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import tempfile
@@ -66,12 +68,41 @@ def default_onnx_path(model_path: str) -> str:
     return os.path.join(model_path, ONNX_RELATIVE_PATH)
 
 
+def weights_fingerprint(model_path: str) -> str:
+    """Return a cheap fingerprint of the model's weights (size and hashes of the first and last MiB).
+
+    Written next to the ONNX export, so an export made from other weights (say, after the model package
+    was upgraded) is noticed and not used.
+    """
+    path = os.path.join(model_path, "model.safetensors")
+    size = os.path.getsize(path)
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        digest.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        digest.update(f.read(1 << 20))
+    return digest.hexdigest()
+
+
+def export_is_current(model_path: str, onnx_file: str) -> bool:
+    """Return True when ``onnx_file`` exists and was exported from the weights now at ``model_path``."""
+    if not os.path.isfile(onnx_file):
+        return False
+    try:
+        with open(onnx_file + ".source", encoding="ascii") as f:
+            return f.read().strip() == weights_fingerprint(model_path)
+    except OSError:
+        return False
+
+
 class Embedder:
     """all-MiniLM-L6-v2 sentence embeddings: 384-d float32, L2-normalised.
 
     ``model_path`` defaults to :func:`find_model_path`; ``backend`` is ``auto``, ``onnx`` or ``torch``;
-    ``onnx_path`` defaults to :func:`default_onnx_path`; ``threads`` is the intra-op thread count for
-    inference (1 keeps one request from taking every core of a busy gateway); ``memo_size`` bounds the
+    ``onnx_path`` defaults to :func:`default_onnx_path`; ``threads`` is the ONNX intra-op thread count:
+    1 (~4 ms a short prompt here) runs in the calling thread; 2 is ~2.5 ms but its pool threads spin after
+    each call and compete with the rest of the process and machine (in bench runs the p95 of numpy's
+    10k-row dot product went from 0.2 to 4 ms); ``memo_size`` bounds the
     in-process memo of recent texts (0 turns it off). Nothing is loaded until the first call that needs it.
     """
 
@@ -155,7 +186,10 @@ class Embedder:
             onnx_file = self._onnx_path or default_onnx_path(self.model_path)
             want = self._requested_backend
             if want in ("auto", "onnx"):
-                if os.path.isfile(onnx_file):
+                # an explicit onnx_path is trusted; the default one must have been made from these weights
+                usable = os.path.isfile(onnx_file) and (
+                    self._onnx_path is not None or export_is_current(self.model_path, onnx_file))
+                if usable:
                     try:
                         self._session = self._open_onnx(onnx_file)
                         self._backend = "onnx"
@@ -165,10 +199,11 @@ class Embedder:
                         log.warning("onnxruntime is not installed; embedding with torch")
                 elif want == "onnx":
                     raise RuntimeError(
-                        f"no ONNX export at {onnx_file}; run `python -m lib.cache.embedder export-onnx` at install time"
+                        f"no current ONNX export at {onnx_file}; run `python -m lib.cache.embedder export-onnx` "
+                        "at install time"
                     )
                 else:
-                    log.warning("no ONNX export at %s; embedding with torch (slower). "
+                    log.warning("no current ONNX export at %s; embedding with torch (slower, more memory). "
                                 "Run `python -m lib.cache.embedder export-onnx` once to make it.", onnx_file)
             if self._backend is None:
                 from sentence_transformers import SentenceTransformer
@@ -199,9 +234,11 @@ class Embedder:
     def fits(self, text: str) -> bool:
         """Return True when ``text`` is at most ``max_tokens`` word pieces (the model reads all of it).
 
-        Every whitespace-separated word is at least one word piece, so very long texts are refused
-        without tokenizing them.
+        Short texts are accepted and very long ones refused without tokenizing them: a word piece covers
+        at least one character, and every whitespace-separated word is at least one word piece.
         """
+        if len(text) <= self.max_tokens - 2:  # a word piece covers at least one character
+            return True
         if len(text.split()) + 2 > self.max_tokens:
             return False
         return self.token_length(text) <= self.max_tokens
@@ -336,7 +373,10 @@ def export_onnx(model_path: str | None = None, target: str | None = None, *, ver
             worst = float(np.min(np.sum(onnx_vecs * torch_vecs, axis=1)))
             if worst < 0.9999:
                 raise RuntimeError(f"ONNX export disagrees with sentence-transformers (cosine {worst:.6f})")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; workers may run as another user
         os.replace(tmp, target)
+        with open(target + ".source", "w", encoding="ascii") as f:
+            f.write(weights_fingerprint(model_path) + "\n")
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -355,14 +395,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_path = find_model_path()
     if args.command == "export-onnx":
         target = args.target or default_onnx_path(model_path)
-        if os.path.isfile(target) and not args.force:
-            print(f"ONNX export already present: {target}")
+        if os.path.isfile(target) and export_is_current(model_path, target) and not args.force:
+            print(f"ONNX export already present and current: {target}")
             return 0
         print(f"exported and verified: {export_onnx(model_path, target)}")
         return 0
     emb = Embedder(model_path)
-    print(f"model: {model_path}\nonnx: {default_onnx_path(model_path)} "
-          f"({'present' if os.path.isfile(default_onnx_path(model_path)) else 'missing'})\nbackend: {emb.load()}")
+    onnx_file = default_onnx_path(model_path)
+    status = "current" if export_is_current(model_path, onnx_file) else \
+        "stale" if os.path.isfile(onnx_file) else "missing"
+    print(f"model: {model_path}\nonnx: {onnx_file} ({status})\nbackend: {emb.load()}")
     return 0
 
 

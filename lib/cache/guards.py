@@ -32,6 +32,7 @@ from typing import Callable
 
 # ----------------------------------------------------------------------------------------- tokenizing
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|->|→|[.!?;:,()\n]")
+_RAW_WORD_RE = re.compile(r"[a-z0-9]+")
 _SENTENCE_BREAK = {".", "!", "?", ";", ":", "\n", "("}
 _CAP_RE = re.compile(r"(?<![\w'])([A-Z][A-Za-z]*[A-Z][A-Za-z]*|[A-Z][a-z]+)(?:'s)?(?![\w'])|([.!?:;\n(\"'`])")
 
@@ -109,7 +110,7 @@ _TIME_HM = re.compile(r"\b(\d{1,2}):(\d{2})\b")
 _ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 _VERSION = re.compile(r"\b\d+(?:\.\d+){2,}\b")
 _ORDINAL_NUM = re.compile(r"\b(\d+)(?:st|nd|rd|th)\b", re.I)
-_MAGNITUDE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s?(k|m|mm|bn|b)\b(?![-\w])", re.I)
+_MAGNITUDE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)(k|m|mm|bn|b)\b(?![-\w])", re.I)  # 300k, 1.2M
 _CODE = re.compile(r"\b[A-Za-z][A-Za-z]*-?\d[\w-]*\b")
 _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)")
 _MULT = {"k": 1e3, "m": 1e6, "mm": 1e6, "bn": 1e9, "b": 1e9}
@@ -120,9 +121,11 @@ def _fmt(value: float) -> str:
 
 
 def _numbers(text: str, tokens: list[str]) -> frozenset[str]:
+    """Normalised numbers of a prompt: times as HH:MM, dates, versions, codes (a1, q3), values, number words."""
     found: set[str] = set()
 
-    def take(pattern: re.Pattern[str], fn) -> None:  # type: ignore[no-untyped-def]
+    def take(pattern: re.Pattern[str], fn: Callable[[re.Match[str]], str]) -> None:
+        """Collect what ``pattern`` finds and blank it out, so later patterns do not count it again."""
         nonlocal text
         out = []
         last = 0
@@ -199,6 +202,7 @@ class Features:
     numbers: frozenset[str]
     quotes: tuple[str, ...]
     proper: frozenset[str]  # stems of mid-sentence capitalised words and acronyms
+    raw_stems: frozenset[str]  # stems of the words as written (before phrases were joined): proper nouns' peers
     negated: frozenset[str]  # content stems inside a negation's scope
     has_negation: bool
     groups: dict[int, frozenset[str]]  # closed-set group id -> members present
@@ -236,6 +240,7 @@ def analyze(text: str) -> Features:
         numbers=_numbers(norm, words),
         quotes=_quotes(norm),
         proper=_proper_nouns(norm, st),
+        raw_stems=frozenset(st(w) for w in _RAW_WORD_RE.findall(lower)),
         negated=negated,
         has_negation=has_neg,
         groups=_groups(words, st),
@@ -260,7 +265,8 @@ def _proper_nouns(text: str, st: Callable[[str], str]) -> frozenset[str]:
             continue
         at_start = False
         low = word.lower()
-        if low not in STOPWORDS and low not in CAPITALISED_COMMON:
+        # an acronym is kept even when its letters spell a stopword ("US", "IT")
+        if (is_acronym or low not in STOPWORDS) and low not in CAPITALISED_COMMON and low not in TERM_WORDS:
             out.add(st(low))
     return frozenset(out)
 
@@ -293,8 +299,9 @@ def _negation(tokens: list[str], st: Callable[[str], str]) -> tuple[frozenset[st
 
 
 def _groups(words: list[str], st: Callable[[str], str]) -> dict[int, frozenset[str]]:
+    """Members of antonym pairs and closed sets present; group -1 holds "pos:"/"neg:" (un-, in-, non-) stems."""
     present: dict[int, set[str]] = {}
-    for i, w in enumerate(words):
+    for w in words:
         for gid, member in GROUP_INDEX.get(w, ()):
             present.setdefault(gid, set()).add(member)
         # un-/in-/non- prefixes make antonyms of words the other prompt may use plainly ("lock"/"unlock")
@@ -343,6 +350,7 @@ def _roles(tokens: list[str]) -> dict[str, tuple[frozenset[str], frozenset[str],
 
 
 def _role_at(tokens: list[str], idx: int, kind: str) -> str:
+    """"src", "tgt" or "mention" for the term at ``idx``, from the words around it (from/to/into/in/as)."""
     j = idx - 1
     while j >= 0 and (tokens[j] in ROLE_SKIP_BEFORE or tokens[j][0].isdigit()):
         j -= 1
@@ -381,10 +389,16 @@ def _edges(tokens: list[str], st: Callable[[str], str]) -> frozenset[tuple[str, 
     return frozenset(edges)
 
 
-def _tasks(words: list[str], st: Callable[[str], str] = stem) -> frozenset[str]:
-    """The tasks the words ask for; a synonym of a task word counts as that task ("turn into" = convert)."""
+def _tasks(words: list[str], st: Callable[[str], str] = stem, outside: set[int] | None = None) -> frozenset[str]:
+    """The tasks the words ask for; a synonym of a task word counts as that task ("turn into" = convert).
+
+    With ``outside``, words at those positions (pasted text) are skipped, though a two-word task phrase may
+    end inside it ("write unit | tests for this function: ...").
+    """
     tasks = set()
     for i, w in enumerate(words):
+        if outside and i in outside:
+            continue
         s = st(w)
         task = TASK_WORDS.get(w) or TASK_STEMS.get(s) or TASK_STEMS.get(SYNONYM_INDEX.get(s, s))
         if task:
@@ -396,12 +410,12 @@ def _tasks(words: list[str], st: Callable[[str], str] = stem) -> frozenset[str]:
     return frozenset(tasks)
 
 
-def _task_phrase_words(words: list[str]) -> set[str]:
-    """Words that belong to a task phrase ("unit tests", "action items"), so not details of their own."""
+def _task_phrase_words(words: list[str], outside: set[int]) -> set[int]:
+    """Positions of words in a task phrase ("unit tests", "action items"): not details of their own."""
     out = set()
     for i in range(len(words) - 1):
-        if (words[i], words[i + 1]) in TASK_BIGRAMS:
-            out.update((words[i], words[i + 1]))
+        if i not in outside and (words[i], words[i + 1]) in TASK_BIGRAMS:
+            out.update((i, i + 1))
     return out
 
 
@@ -442,8 +456,8 @@ def check_features(a: Features, b: Features) -> str | None:
 
 def _check_direction(a: Features, b: Features) -> str | None:
     for kind in set(a.roles) & set(b.roles):
-        sa, ta, ma = a.roles[kind]
-        sb, tb, mb = b.roles[kind]
+        sa, ta, _ = a.roles[kind]
+        sb, tb, _ = b.roles[kind]
         if (sa & tb) or (ta & sb):
             return "direction swapped"
     if any((y, x) in b.edges for (x, y) in a.edges if x != y):
@@ -478,13 +492,14 @@ def _check_negation(a: Features, b: Features) -> str | None:
         ga, gb = a.groups.get(gid), b.groups.get(gid)
         if ga and gb and (ga - gb) and (gb - ga):
             return "negation"
-    pa, pb = a.groups.get(-1, frozenset()), b.groups.get(-1, frozenset())
-    for item in pa:
-        if item.startswith("neg:") and "pos:" + item[4:] in pb and item not in pb and "pos:" + item[4:] not in pa:
-            return "negation"
-    for item in pb:
-        if item.startswith("neg:") and "pos:" + item[4:] in pa and item not in pa and "pos:" + item[4:] not in pb:
-            return "negation"
+    # "unlock" against "lock" (but not against "not locked", which says the same)
+    for x, y in ((a, b), (b, a)):
+        px, py = x.groups.get(-1, frozenset()), y.groups.get(-1, frozenset())
+        for item in px:
+            if item.startswith("neg:"):
+                base = item[4:]
+                if "pos:" + base in py and item not in py and "pos:" + base not in px and base not in y.negated:
+                    return "negation"
     return None
 
 
@@ -495,7 +510,7 @@ def _check_terms(a: Features, b: Features) -> str | None:
         ga, gb = a.groups[gid], b.groups[gid]
         if (ga - gb) and (gb - ga):
             return "terms differ"
-    if (a.proper - b.stems) and (b.proper - a.stems):
+    if (a.proper - b.raw_stems) and (b.proper - a.raw_stems):
         return "terms differ"
     return None
 
@@ -504,12 +519,13 @@ def _check_short(a: Features, b: Features) -> str | None:
     """Rules for prompts without shared pasted text: the task, and single-word substitutions."""
     if a.tasks and b.tasks and a.tasks.isdisjoint(b.tasks):
         return "instruction differs"
-    # a single content word swapped for a word that is not a synonym: "merge" vs "concatenate"
+    # the same content words except one, swapped for a word that is not a synonym: "merge" vs "concatenate"
+    # (a longer rewording is the embedding's business; names, products and languages have their own rules)
     ops = [op for op in SequenceMatcher(None, a.content, b.content, autojunk=False).get_opcodes() if op[0] != "equal"]
     if len(ops) == 1 and ops[0][0] == "replace":
         _, i1, i2, j1, j2 = ops[0]
         old, new = a.content[i1:i2], b.content[j1:j2]
-        if len(old) <= 2 and len(new) <= 2 and not (_meanings(old) & _meanings(new)):
+        if len(old) == 1 and len(new) == 1 and not (_meanings(old) & _meanings(new)):
             return "terms differ"
     return None
 
@@ -533,8 +549,12 @@ _PAYLOAD_MIN_TOKENS = 8
 _PAYLOAD_MIN_SHARE = 0.5
 
 
-def _shared_text(a: Features, b: Features) -> tuple[list[str], list[str]] | None:
-    """When most of both prompts is the same pasted text, return the words of each outside it, else None."""
+_Residual = tuple[list[str], set[int]]  # a prompt's words, and the positions that are pasted text
+
+
+def _shared_text(a: Features, b: Features) -> tuple[_Residual, _Residual] | None:
+    """When most of both prompts is the same pasted text, return each prompt's words and the positions of
+    the pasted text in them; else None."""
     ta = [t for t in a.tokens if t[0].isalnum()]
     tb = [t for t in b.tokens if t[0].isalnum()]
     if min(len(ta), len(tb)) < _PAYLOAD_MIN_TOKENS:
@@ -549,20 +569,23 @@ def _shared_text(a: Features, b: Features) -> tuple[list[str], list[str]] | None
     for blk in blocks:
         in_a.update(range(blk.a, blk.a + blk.size))
         in_b.update(range(blk.b, blk.b + blk.size))
-    return [w for i, w in enumerate(ta) if i not in in_a], [w for i, w in enumerate(tb) if i not in in_b]
+    return (ta, in_a), (tb, in_b)
 
 
-def _check_instruction(rest_a: list[str], rest_b: list[str]) -> str | None:
+def _check_instruction(res_a: _Residual, res_b: _Residual) -> str | None:
     """Both prompts carry the same pasted text: the words around it must ask for the same task.
 
     The embedding says nothing here (the pasted text dominates it), so this is strict: the same set of
     tasks, and no detail on each side that the other lacks ("for the CEO" vs "for engineers").
     """
-    if _tasks(rest_a) != _tasks(rest_b):
+    (ta, in_a), (tb, in_b) = res_a, res_b
+    if _tasks(ta, outside=in_a) != _tasks(tb, outside=in_b):
         return "instruction differs"
-    skip_a, skip_b = _task_phrase_words(rest_a), _task_phrase_words(rest_b)
-    words_a = {stem(w) for w in rest_a if w not in STOPWORDS and w not in TASK_WORDS and w not in skip_a}
-    words_b = {stem(w) for w in rest_b if w not in STOPWORDS and w not in TASK_WORDS and w not in skip_b}
+    skip_a, skip_b = _task_phrase_words(ta, in_a), _task_phrase_words(tb, in_b)
+    words_a = {stem(w) for i, w in enumerate(ta)
+               if i not in in_a and i not in skip_a and w not in STOPWORDS and w not in TASK_WORDS}
+    words_b = {stem(w) for i, w in enumerate(tb)
+               if i not in in_b and i not in skip_b and w not in STOPWORDS and w not in TASK_WORDS}
     extra_a = {w for w in words_a - words_b if w not in INSTRUCTION_GENERIC and not w[0].isdigit()}
     extra_b = {w for w in words_b - words_a if w not in INSTRUCTION_GENERIC and not w[0].isdigit()}
     if extra_a and extra_b and not (_meanings(extra_a) & _meanings(extra_b)):
@@ -598,6 +621,10 @@ _PHRASES = (
     ("case", r"\btitle case\b", "titlecase"), ("case", r"\bupper[ -]?case\b", "uppercase"),
     ("case", r"\blower[ -]?case\b", "lowercase"), ("to-do", r"\bto-do\b", "todo"),
     (".", r"\b(e\.g|i\.e|a\.m|p\.m|u\.s)\.", lambda m: m.group(1).replace(".", "")),
+    ("google", r"\bgoogle (sheet|doc|drive|cloud|meet|form)s?\b", lambda m: "google" + m.group(1)),
+    ("microsoft", r"\b(?:microsoft|ms) (excel|word|teams|outlook)\b", lambda m: m.group(1)),
+    ("power", r"\bpower ?bi\b", "powerbi"), ("azure", r"\bazure (?:ad|active directory)\b", "azuread"),
+    ("entra", r"\bentra id\b", "azuread"),
     ("$", r"\$", " usd "), ("€", r"€", " eur "), ("£", r"£", " gbp "), ("¥", r"¥", " jpy "), ("&", r"&", " and "),
 )
 PHRASES = tuple((key, re.compile(pattern), repl) for key, pattern, repl in _PHRASES)
@@ -702,7 +729,7 @@ _ANTONYMS = [
     "upgrade upgrades upgraded upgrading | downgrade downgrades downgraded downgrading",
     "online | offline",
     "public | private",
-    "show shows shown showing | hide hides hidden hiding",
+    "show shows shown showing unhide unhides reveal | hide hides hiding",
     "visible | invisible hidden",
     "employer employers | employee employees",
     "supplier suppliers vendor vendors seller | customer customers client clients buyer",
@@ -723,7 +750,8 @@ _CLOSED_SETS = [
     "windows | mac macos osx | linux ubuntu | ios iphone | android",
     "excel | outlook | gmail | slack | zoom | jira | confluence | asana | trello | notion | salesforce | hubspot | "
     "zendesk | freshdesk | intercom | quickbooks | xero | sap | netsuite | workday | shopify | stripe | paypal | "
-    "aws | azure | gcp | github | gitlab | bitbucket | docker | kubernetes | postgres postgresql | mysql | sqlite | "
+    "googlesheet | googledoc | googledrive | googlemeet | googleform | azuread | "
+    "aws | azure | gcp googlecloud | github | gitlab | bitbucket | docker | kubernetes | postgres postgresql | mysql | sqlite | "
     "mongodb | snowflake | bigquery | tableau | powerbi | looker | linkedin | twitter | facebook | instagram | "
     "tiktok | youtube | okta | teams",
     "fulltime | parttime | contractor contract freelance freelancer | temporary temp | permanent",
@@ -784,6 +812,9 @@ for _kind, _spec in _TERM_SPECS.items():
 TERMS.update({"word document": ("format", "docx"), "word file": ("format", "docx"), "ms word": ("format", "docx"),
               "microsoft word": ("format", "docx"), "excel file": ("format", "xlsx"),
               "iso 8601": ("dateformat", "iso_format")})
+# Terms are compared by the direction rules (by canonical name: "USD" = "US dollars"), not as proper
+# nouns; time units excepted, since "HR" is more often human resources than hours.
+TERM_WORDS = frozenset(key for key, (kind, _) in TERMS.items() if " " not in key and kind != "time")
 # Words that are a term only where a direction marker says so ("polish this email", "go to settings").
 AMBIGUOUS_TERMS = frozenset("polish go swift rust word teams dollar min sec day days week weeks month months year "
                             "years ton tons bit bits".split())
@@ -870,4 +901,6 @@ this these that the a an following above below text email message note notes ple
 give write draft make create provide for of to based on in here is are what it and quick short brief
 briefly some my our your us we i with about from as into all any just one do does did
 extract list find identify get pull show return output
+query sql code function method class script snippet program letter document report ticket review article
+paragraph passage data table policy contract post description notes announcement complaint feedback
 """.split())

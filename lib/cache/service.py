@@ -93,7 +93,9 @@ class CacheService:
         if not prompt or not plain:
             return None, info
         try:
-            if self._token_length is not None and self._token_length(prompt) > self._max_semantic_tokens:
+            # Short prompts always fit the model (a word piece has at least one character), so skip the call.
+            if (len(prompt) > self._max_semantic_tokens - 2 and self._token_length is not None
+                    and self._token_length(prompt) > self._max_semantic_tokens):
                 return None, info
             info.context = context_hash(body, scope=scope, provider=provider, model=model)
             info.prompt = prompt
@@ -106,6 +108,7 @@ class CacheService:
                 answer = self.exact.get(match.payload_key)
                 if answer is not None:
                     return Hit("hit-semantic", answer, float(match.similarity)), info
+                self.semantic.remove(info.context, match.entry_id)  # its answer expired: forget the vector
         except Exception as exc:
             self._failed("semantic lookup", exc)
             info.semantic_ok = False

@@ -1,0 +1,198 @@
+"""Semantic cache latency: embedding (ONNX and PyTorch backends) and SemanticIndex lookups at 1k/10k/100k entries.
+
+    .venv/bin/python bench/semantic_bench.py [--sizes 1000,10000,100000] [--lookups 200]
+
+Uses REDIS_URL when set, else a private redis-server. Baselines measured in the same run: one Redis round
+trip (PING), and the numpy dot product alone at each size. Scopes are filled with random unit vectors plus
+the real embeddings of a few hundred business prompts, so that lookups find candidates above the threshold
+and the guards run, as they do in production. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from lib import redis_store  # noqa: E402
+from lib.cache.embedder import Embedder, default_onnx_path, find_model_path  # noqa: E402
+from lib.cache.semantic import DEFAULT_THRESHOLD, SemanticIndex  # noqa: E402
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def timed(fn: Callable[[], Any], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def row(name: str, samples: list[float]) -> str:
+    return f"| {name} | {statistics.median(samples):.2f} | {pct(samples, 0.95):.2f} | {len(samples)} |"
+
+
+def prompts() -> tuple[list[str], list[str]]:
+    """(cached prompts, new prompts): the two sides of the labelled pairs, so lookups hit and miss."""
+    cached: list[str] = []
+    new: list[str] = []
+    for name in ("semantic_pairs.jsonl", "semantic_pairs_heldout.jsonl"):
+        with open(ROOT / "tests" / "data" / name, encoding="utf-8") as f:
+            for line in f:
+                p = json.loads(line)
+                cached.append(p["a"])
+                new.append(p["b"])
+    # typical chat prompts: the pasted-text ones (up to 256 word pieces) take longer to embed
+    return sorted(set(cached)), sorted(t for t in set(new) - set(cached) if len(t) < 200)
+
+
+def fill(redis: Any, prefix: str, scope: str, size: int, real: list[tuple[str, np.ndarray]]) -> None:
+    """Put ``size`` entries in a scope: random unit vectors, then the real prompts (the newest)."""
+    index = SemanticIndex(redis, prefix=prefix, embedder=None, threshold=DEFAULT_THRESHOLD, ttl_s=3600,
+                          max_entries_per_scope=size)
+    rng = np.random.default_rng(size)
+    n_random = max(0, size - len(real))
+    pipe = redis.pipeline(transaction=False)
+    state, entries = index.keys_for(scope)
+    for start in range(0, n_random, 2000):
+        batch = rng.standard_normal((min(2000, n_random - start), 384)).astype(np.float32)
+        batch /= np.linalg.norm(batch, axis=1, keepdims=True)
+        for j, vec in enumerate(batch):
+            index._add_script(keys=[state, entries],
+                              args=[vec.tobytes() + json.dumps({"p": f"synthetic prompt {start + j}",
+                                                                "k": f"k{start + j}"}).encode(),
+                                    int(time.time() * 1000), 3_600_000, size, "bench", 16],
+                              client=pipe)
+        pipe.execute()
+    for i, (text, vec) in enumerate(real[: size - n_random]):
+        index.add(scope, text, f"real{i}", vector=vec)
+
+
+def semantic_lookups(index: SemanticIndex, scope: str, emb: Embedder, queries: list[str], n: int) -> list[float]:
+    """Timings of whole semantic lookups (embedding included) of prompts not embedded before."""
+    index.embedder = emb
+    emb._memo.clear()
+    fresh = iter(queries * 2)
+    return timed(lambda: index.lookup(scope, next(fresh)), n)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--lookups", type=int, default=200)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    embedded = None
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        embedded = redis_store.start_embedded_redis()
+        url = embedded.url
+    redis = redis_store.connect(url)
+    prefix = f"bench{os.getpid()}:"
+    lines = ["| measurement | p50 ms | p95 ms | n |", "| --- | --- | --- | --- |"]
+    n_embed = min(args.lookups, 200)
+    try:
+        lines.append(row("baseline: Redis PING (one round trip)", timed(redis.ping, 500)))
+        cached, queries = prompts()
+        n_embed = min(n_embed, len(queries))
+        has_onnx = os.path.isfile(default_onnx_path(find_model_path()))
+
+        # What a gateway worker does: the default embedder (ONNX, 1 thread) and the index. Torch and
+        # 2-thread ONNX come last: their spinning worker threads slow everything else in the process.
+        emb = Embedder(backend="onnx" if has_onnx else "torch")
+        started = time.perf_counter()
+        emb.load()
+        load_s = time.perf_counter() - started
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        emb.embed("warm up")
+        it = iter(queries)
+        lines.append(row(f"embed, {emb.backend}, 1 thread (load {load_s:.1f} s; process max RSS {rss:.0f} MiB)",
+                         timed(lambda: emb.embed(next(it)), n_embed)))
+        lines.append(row("embed, memo hit", timed(lambda: emb.embed(queries[0]), 500)))
+        real = list(zip(cached, emb.embed_batch(cached)))
+        qvecs = emb.embed_batch(queries)
+        kept: tuple[SemanticIndex, str] | None = None
+
+        for size in sizes:
+            scope = f"scope{size}"
+            started = time.perf_counter()
+            fill(redis, prefix, scope, size, real)
+            fill_s = time.perf_counter() - started
+            index = SemanticIndex(redis, prefix=prefix, embedder=emb, threshold=DEFAULT_THRESHOLD, ttl_s=3600,
+                                  max_entries_per_scope=size, local_max_rows=max(size, 50000))
+            started = time.perf_counter()
+            index.lookup(scope, queries[0], vector=qvecs[0])
+            load_ms = (time.perf_counter() - started) * 1000
+            matrix = np.ascontiguousarray(index._scopes[scope].vecs[:size])
+            lines.append(row(f"baseline: numpy dot alone, {size:,} x 384", timed(lambda: matrix @ qvecs[0], 200)))
+            k = iter(range(10**9))
+            hits = []
+
+            def one() -> None:
+                i = next(k) % len(queries)
+                hits.append(index.lookup(scope, queries[i], vector=qvecs[i]) is not None)
+
+            lines.append(row(f"lookup, {size:,} entries, vector given (filled in {fill_s:.0f} s; "
+                             f"first lookup loads the scope in {load_ms:.0f} ms)", timed(one, args.lookups)))
+            lines[-1] += f" hits {sum(hits)}/{len(hits)}"
+            samples = []
+            for i in range(50):
+                index.add(scope, "a new prompt arrives", "knew", vector=qvecs[1])
+                started = time.perf_counter()
+                index.lookup(scope, queries[i], vector=qvecs[i])
+                samples.append((time.perf_counter() - started) * 1000)
+            lines.append(row(f"lookup, {size:,} entries, right after another process added one", samples))
+            if size == 10000:
+                lines.append(row(f"semantic lookup incl. embedding ({emb.backend}, 1 thread), 10,000 entries",
+                                 semantic_lookups(index, scope, emb, queries, n_embed)))
+                kept = (index, scope)
+            else:
+                redis.delete(*index.keys_for(scope))
+
+        if has_onnx:
+            torch_emb = Embedder(backend="torch")
+            started = time.perf_counter()
+            torch_emb.load()
+            load_s = time.perf_counter() - started
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            torch_emb.embed("warm up")
+            it = iter(queries)
+            lines.append(row(f"embed, torch (load {load_s:.1f} s; process max RSS now {rss:.0f} MiB)",
+                             timed(lambda: torch_emb.embed(next(it)), n_embed)))
+            if kept:
+                lines.append(row("semantic lookup incl. embedding (torch), 10,000 entries",
+                                 semantic_lookups(kept[0], kept[1], torch_emb, queries, n_embed)))
+            two = Embedder(backend="onnx", threads=2)
+            two.embed("warm up")
+            it = iter(queries)
+            lines.append(row("embed, onnx, 2 threads (not the default; measured after torch)",
+                             timed(lambda: two.embed(next(it)), n_embed)))
+        if kept:
+            redis.delete(*kept[0].keys_for(kept[1]))
+        print("\n".join(lines))
+    finally:
+        redis.close()
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
