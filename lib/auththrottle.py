@@ -9,7 +9,10 @@ subclass hands the existing client in (the same few attributes ``RedisClusterSto
 Each check or failure touches one key, so it is cluster-safe wherever the key hashes.
 
 Only failures are recorded. A request with a valid key never adds an entry, so it is never throttled
-unless its IP keeps failing. Where to call ``check`` is the pipeline's choice (see the report): before the
+unless its IP keeps failing. Each instance also remembers, in memory for one window, the addresses that
+failed on it: ``check`` consults Redis only for those, so ordinary traffic pays no round trip for the
+throttle, and a guessing address is checked against the shared count from its first failure on an
+instance on (across N instances it gets at most N-1 extra unchecked guesses per window). Where to call ``check`` is the pipeline's choice (see the report): before the
 key lookup (one extra read, ~0.1 ms, and a blocked IP cannot keep guessing) or only on the failure path
 (zero cost for valid keys).
 """
@@ -53,7 +56,8 @@ class AuthThrottle:
     ``<prefix>authfail:ip/<client_ip>/<max_failures>/<window_s>/second`` (a Redis list of failure times).
     """
 
-    def __init__(self, redis_client: Any, *, prefix: str, max_failures: int = 10, window_s: int = 60) -> None:
+    def __init__(self, redis_client: Any, *, prefix: str, max_failures: int = 10, window_s: int = 60,
+                 clock: Any = time.monotonic, local_suspects: bool = True) -> None:
         if max_failures < 1 or window_s < 1:
             raise ValueError("max_failures and window_s must be >= 1")
         key_prefix = f"{prefix}authfail"
@@ -66,13 +70,28 @@ class AuthThrottle:
         self._item = RateLimitItemPerSecond(max_failures, window_s, namespace="ip")
         self.max_failures = max_failures
         self.window_s = window_s
+        self._clock = clock
+        self._local = local_suspects
+        self._suspects: dict[str, float] = {}  # ip -> when this instance stops checking it (monotonic)
+
+    def _suspect(self, client_ip: str) -> bool:
+        until = self._suspects.get(client_ip)
+        if until is None:
+            return False
+        if until < self._clock():
+            self._suspects.pop(client_ip, None)
+            return False
+        return True
 
     def check(self, client_ip: str) -> None:
         """Return ``None`` while ``client_ip`` has fewer than ``max_failures`` failures in the window.
 
         Raises ``RateLimited`` (429 rate_limit_exceeded, Retry-After until the oldest failure expires) when
-        it has reached the limit, ``ServiceUnavailable`` (503) when Redis fails. One read, records nothing.
+        it has reached the limit, ``ServiceUnavailable`` (503) when Redis fails. One read (none for an address
+        that has not failed on this instance within the window), records nothing.
         """
+        if self._local and not self._suspect(client_ip):
+            return
         try:
             reset_at, remaining = self._limiter.get_window_stats(self._item, client_ip)
         except STORE_ERRORS as exc:
@@ -85,6 +104,11 @@ class AuthThrottle:
 
     def record_failure(self, client_ip: str) -> None:
         """Count one failed authentication for ``client_ip``. Raises ``ServiceUnavailable`` when Redis fails."""
+        if self._local:
+            if len(self._suspects) > 100_000:  # bound memory under a spray of addresses
+                now = self._clock()
+                self._suspects = {ip: t for ip, t in self._suspects.items() if t >= now}
+            self._suspects[client_ip] = self._clock() + self.window_s
         try:
             self._limiter.hit(self._item, client_ip)
         except STORE_ERRORS as exc:

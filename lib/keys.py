@@ -218,7 +218,7 @@ class KeyStore:
 
     def __init__(self, redis_client: redis.Redis, *, prefix: str, clock: Callable[[], float] = time.time,
                  serve_stale_on_outage: bool = False, stale_max_age_s: float = 900.0,
-                 on_stale: Callable[[], None] | None = None) -> None:
+                 on_stale: Callable[[], None] | None = None, fresh_for_s: float = 0.0) -> None:
         self._r = redis_client
         self._prefix = prefix
         self._clock = clock
@@ -227,6 +227,9 @@ class KeyStore:
         self._serve_stale = serve_stale_on_outage
         self._stale_max_age_s = stale_max_age_s
         self._on_stale = on_stale
+        # Hot path: a key read within the last ``fresh_for_s`` seconds is taken from memory (no round trip).
+        # Changes made on another instance (revoke, deactivate, new limits) reach this one within that time.
+        self._fresh_for_s = fresh_for_s
         self._last_known: "OrderedDict[str, tuple[float, KeyRecord]]" = OrderedDict()
 
     def _k(self, key_id: str) -> str:
@@ -311,6 +314,7 @@ class KeyStore:
             self._r.hset(self._k(key_id), mapping=record.to_redis())
         except redis.RedisError as exc:
             raise errors.ServiceUnavailable("The key store is unreachable; try again shortly.") from exc
+        self.forget(key_id)
         return record
 
     def revoke(self, key_id: str) -> KeyRecord:
@@ -323,6 +327,7 @@ class KeyStore:
                 self._r.hset(self._k(key_id), mapping={"revoked_at": str(record.revoked_at), "active": "0"})
             except redis.RedisError as exc:
                 raise errors.ServiceUnavailable("The key store is unreachable; try again shortly.") from exc
+            self.forget(key_id)
         return record
 
     def _remember(self, record: KeyRecord) -> None:
@@ -330,6 +335,18 @@ class KeyStore:
         self._last_known.move_to_end(record.id)
         while len(self._last_known) > 10_000:
             self._last_known.popitem(last=False)
+
+    def _fresh(self, key_id: str | None) -> KeyRecord | None:
+        if self._fresh_for_s <= 0 or not key_id:
+            return None
+        entry = self._last_known.get(key_id)
+        if entry is None or self._clock() - entry[0] > self._fresh_for_s:
+            return None
+        return entry[1]
+
+    def forget(self, key_id: str) -> None:
+        """Drop this process's memory of a key (after it was changed here)."""
+        self._last_known.pop(key_id, None)
 
     def _stale(self, key_id: str | None) -> KeyRecord | None:
         if not self._serve_stale or not key_id or key_id not in self._last_known:
@@ -353,15 +370,17 @@ class KeyStore:
             raise errors.AuthenticationError(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key")
         key_id = parse_key_id(presented)
-        try:
-            record = self.get(key_id) if key_id else None
-        except errors.ServiceUnavailable:
-            record = self._stale(key_id)
-            if record is None:
-                raise
-        else:
-            if record is not None and self._serve_stale:
-                self._remember(record)
+        record = self._fresh(key_id)
+        if record is None:
+            try:
+                record = self.get(key_id) if key_id else None
+            except errors.ServiceUnavailable:
+                record = self._stale(key_id)
+                if record is None:
+                    raise
+            else:
+                if record is not None and (self._serve_stale or self._fresh_for_s > 0):
+                    self._remember(record)
         if record is None or not hmac.compare_digest(record.key_hash, hash_key(presented)):
             raise errors.AuthenticationError(
                 f"Incorrect API key provided: {_mask(presented)}.", code="invalid_api_key")

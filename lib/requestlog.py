@@ -100,7 +100,8 @@ class RequestRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field; ``Decimal`` amounts as exact strings."""
-        out = dataclasses.asdict(self)
+        # Every field is a scalar, so a shallow copy is enough (asdict's deep copy cost ~0.1 ms a request).
+        out = {f.name: getattr(self, f.name) for f in _FIELDS}
         for name in _DECIMAL_FIELDS:
             value = out[name]
             out[name] = None if value is None else str(value)
@@ -167,3 +168,6 @@ def billing_line(record: RequestRecord) -> str:
         "cache": record.cache,
     }
     return json.dumps(facts, separators=(",", ":"), ensure_ascii=False)
+
+
+_FIELDS = dataclasses.fields(RequestRecord)

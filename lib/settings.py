@@ -67,6 +67,7 @@ class Settings(BaseModel):
     rate_limit_window_seconds: int = Field(60, ge=1, le=3600)
     default_max_output_tokens: int = Field(1024, ge=1)
     auth_failures_per_minute: int = Field(10, ge=0)
+    key_cache_seconds: float = Field(2.0, ge=0, le=300)
     redis_failure_mode: Literal["fail-open", "fail-closed"] = "fail-open"
     banned_words: tuple[str, ...] = ()
     banned_words_file: str | None = None
@@ -184,6 +185,7 @@ class Settings(BaseModel):
             "default_max_output_tokens": get("DEFAULT_MAX_OUTPUT_TOKENS") or 1024,
             "rate_limit_window_seconds": get("RATE_LIMIT_WINDOW_SECONDS") or 60,
             "auth_failures_per_minute": get("AUTH_FAILURES_PER_MINUTE") or 10,
+            "key_cache_seconds": get("KEY_CACHE_SECONDS") if get("KEY_CACHE_SECONDS") is not None else 2.0,
             "redis_failure_mode": (get("REDIS_FAILURE_MODE")
                                    or ("fail-closed" if environment == "production" else "fail-open")),
             "banned_words": _csv(get("BANNED_WORDS")),

@@ -209,7 +209,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics = Metrics()
     keys = KeyStore(client, prefix=settings.redis_prefix,
                     serve_stale_on_outage=settings.redis_failure_mode == "fail-open",
-                    on_stale=lambda: metrics.redis_degraded.labels("auth").inc())
+                    on_stale=lambda: metrics.redis_degraded.labels("auth").inc(),
+                    fresh_for_s=settings.key_cache_seconds)
 
     usage = UsageStore(client, prefix=settings.redis_prefix, retention_days=settings.log_retention_days,
                        store_bodies=settings.log_bodies, max_body_chars=settings.log_body_max_chars,

@@ -22,7 +22,7 @@ def chat_completions() -> Response:
     authenticate(ctx)
     data = read_json(request)
     if svc.settings.log_bodies:
-        ctx.request_body = body_snapshot(data, svc.settings.log_body_max_chars)
+        ctx.request_body = body_snapshot(request.get_data(as_text=True), svc.settings.log_body_max_chars)
     req = parse_chat_request(data)
     ctx.cache_lookup, ctx.cache_store = cache_controls(request.headers, data)
     if req.stream:
@@ -108,7 +108,7 @@ def webhook() -> Response:
     authenticate(ctx)
     data = read_json(request)
     if svc.settings.log_bodies:
-        ctx.request_body = body_snapshot(data, svc.settings.log_body_max_chars)
+        ctx.request_body = body_snapshot(request.get_data(as_text=True), svc.settings.log_body_max_chars)
     req, kind = build_request(data, model=svc.settings.webhook_model, max_prompt_length=svc.settings.max_prompt_length)
     ctx.cache_lookup, ctx.cache_store = cache_controls(request.headers, data)
     result = svc.gateway.complete(ctx, req)
@@ -132,6 +132,6 @@ def embeddings() -> Response:
     data = read_json(request)
     req = parse_embedding_request(data)
     if svc.settings.log_bodies:
-        ctx.request_body = body_snapshot(data, svc.settings.log_body_max_chars)
+        ctx.request_body = body_snapshot(request.get_data(as_text=True), svc.settings.log_body_max_chars)
     result = svc.gateway.embed(ctx, req)
     return json_response(result, headers={**ctx.headers, "x-aiproxy-id": ctx.proxy_id})

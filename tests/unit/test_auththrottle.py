@@ -56,11 +56,25 @@ def test_store_down_is_service_unavailable():
     dead = redis.Redis(host="127.0.0.1", port=redis_store.free_port(), socket_connect_timeout=0.2,
                        retry=Retry(NoBackoff(), 0))
     throttle = AuthThrottle(dead, prefix="x:")
+    throttle.check("192.0.2.1")  # never failed here: no Redis call at all, so no error either
     with pytest.raises(ServiceUnavailable) as info:
-        throttle.check("192.0.2.1")
+        throttle.record_failure("192.0.2.1")
     assert isinstance(info.value.__cause__, redis.RedisError)
     with pytest.raises(ServiceUnavailable):
-        throttle.record_failure("192.0.2.1")
+        throttle.check("192.0.2.1")  # a suspect now: checked against the (dead) store
+
+
+def test_failures_on_other_instances_count_once_this_one_sees_the_address(redis_client, key_prefix):
+    a = AuthThrottle(redis_client, prefix=key_prefix, max_failures=3, window_s=60)
+    b = AuthThrottle(redis_client, prefix=key_prefix, max_failures=3, window_s=60)
+    for _ in range(3):
+        a.record_failure("198.51.100.9")
+    with pytest.raises(RateLimited):
+        a.check("198.51.100.9")
+    b.check("198.51.100.9")  # b has not seen this address fail: one unchecked attempt
+    b.record_failure("198.51.100.9")
+    with pytest.raises(RateLimited):
+        b.check("198.51.100.9")
 
 
 def test_bad_settings(redis_client):
