@@ -90,7 +90,9 @@ def test_cluster_without_redis_cli_and_a_cluster_outage():
             limiter.reserve("k_1", rpm=2)
         assert info.value.__cause__ is not None
         with pytest.raises(ServiceUnavailable):
-            throttle.check("192.0.2.9")
+            throttle.record_failure("192.0.2.9")
+        with pytest.raises(ServiceUnavailable):
+            throttle.check("192.0.2.9")  # an address that failed here is checked against the store
         degraded = limiter.reserve_or_degrade("k_1", fail_mode="fail-open", rpm=2)
         assert degraded.degraded
         limiter.settle(degraded, actual_tokens=1, actual_cost_micros=1)
