@@ -222,6 +222,9 @@ class Settings(BaseModel):
         """Fail fast in production on a missing or weak master key. Raises ``SettingsError``."""
         if not self.is_production:
             return
+        if not self.redis_url:
+            raise SettingsError("REDIS_URL is required in production: a private Redis per instance would give every "
+                                "instance its own limits, budgets, cache and logs")
         key = self.master_key or ""
         if not key:
             raise SettingsError("AIPROXY_MASTER_KEY is required in production (set it or store it in Secrets Manager)")

@@ -32,6 +32,7 @@ def on_starting(server):  # noqa: ANN001 - gunicorn hook signature
     """In the master, before workers fork: start the private Redis and settle the master key once,
     so every worker shares them."""
     sys.path.insert(0, os.getcwd())
+    _validate_settings()
     from dotenv import dotenv_values
 
     from lib import redis_store
@@ -60,6 +61,17 @@ def on_starting(server):  # noqa: ANN001 - gunicorn hook signature
         os.environ["AIPROXY_MASTER_KEY_GENERATED"] = "1"
         print(f"AI Proxy: AIPROXY_MASTER_KEY is unset; generated a master key for this run: {key}",
               file=sys.stderr, flush=True)
+
+
+def _validate_settings():
+    """Fail fast, once, with a clear message (production: missing or weak master key, bad values)."""
+    from lib.settings import Settings, SettingsError
+
+    try:
+        Settings.from_env()
+    except SettingsError as exc:
+        print(f"AI Proxy cannot start: {exc}", file=sys.stderr, flush=True)
+        sys.exit(3)
 
 
 def _start_embedder(server, configured):  # noqa: ANN001
