@@ -17,9 +17,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # redis (and through it ssl) is imported only where a client is made: the gunicorn master
+    import redis   # starts the embedded server without it, so gevent can patch ssl in the workers first.
 
 log = logging.getLogger("aiproxy.redis")
 
@@ -43,6 +44,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _answers_ping(port: int) -> bool:
+    """True when a Redis on 127.0.0.1:``port`` answers PING (plain socket: no redis-py needed)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 @dataclass
@@ -80,30 +91,28 @@ def start_embedded_redis(port: int | None = None, extra_args: list[str] | None =
     ] + list(extra_args or [])
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.2)
     deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.RedisError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                proc.kill()
-                raise RuntimeError(f"embedded redis-server failed to start: {err.strip()[:500]}")
-            time.sleep(0.05)
-    client.close()
+    while not _answers_ping(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            proc.kill()
+            raise RuntimeError(f"embedded redis-server failed to start: {err.strip()[:500]}")
+        time.sleep(0.05)
     embedded = EmbeddedRedis(url=url, process=proc, workdir=workdir)
     atexit.register(embedded.stop)
     log.info("REDIS_URL is unset: started a private Redis at %s (pid %s); it keeps nothing on disk", url, proc.pid)
     return embedded
 
 
-def connect(url: str, *, timeout: float = 2.0, max_connections: int = 200) -> redis.Redis:
+def connect(url: str, *, timeout: float = 2.0, max_connections: int = 200) -> "redis.Redis":
     """A ``redis.Redis`` client for ``url`` (``redis://``, ``rediss://``, ``unix://``), with bounded timeouts.
 
     A cluster URL (``redis+cluster://`` or ``?cluster=true``) gives a ``redis.RedisCluster``.
     """
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
     # One quick retry (enough for a dropped idle connection or a failover blip), not redis-py's default of
     # ten with backoff: during an outage each request would otherwise wait ~2 s before failing open/closed.
     retry = Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)

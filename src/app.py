@@ -273,5 +273,5 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     log.info("AI Proxy ready: environment=%s providers=%s redis=%s", settings.environment,
              ",".join(p for p in ("openai", "anthropic", "gemini") if settings.provider_configured(p)) or "sandbox only",
-             "embedded" if embedded else "external")
+             settings.redacted()["redis_url"])
     return app

@@ -64,14 +64,19 @@ def on_starting(server):  # noqa: ANN001 - gunicorn hook signature
 
 
 def _validate_settings():
-    """Fail fast, once, with a clear message (production: missing or weak master key, bad values)."""
-    from lib.settings import Settings, SettingsError
+    """Fail fast, once, with a clear message (production: missing or weak master key, bad values).
 
-    try:
-        Settings.from_env()
-    except SettingsError as exc:
-        print(f"AI Proxy cannot start: {exc}", file=sys.stderr, flush=True)
-        sys.exit(3)
+    Runs in a child process: loading settings may import boto3 (Secrets Manager) and with it ssl, which
+    must not be imported in the master before the gevent workers patch it.
+    """
+    import subprocess
+
+    check = ("import sys\nfrom lib.settings import Settings, SettingsError\ntry:\n    Settings.from_env()\n"
+             "except SettingsError as exc:\n    print(f'AI Proxy cannot start: {exc}', file=sys.stderr)\n"
+             "    sys.exit(3)\n")
+    result = subprocess.run([sys.executable, "-c", check], cwd=os.getcwd())
+    if result.returncode != 0:
+        sys.exit(result.returncode)
 
 
 def _start_embedder(server, configured):  # noqa: ANN001
