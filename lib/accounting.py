@@ -40,7 +40,7 @@ class Accounting:
         if ctx.model is None:
             return
         result = self.prices.cost_of(ctx.prompt_tokens, ctx.completion_tokens, ctx.model)
-        ctx.cost_usd, ctx.unpriced = result.cost, result.unpriced
+        ctx.cost_usd, ctx.unpriced, ctx.priced = result.cost, result.unpriced, True
         if result.unpriced and (ctx.prompt_tokens or ctx.completion_tokens):
             ctx.headers["x-aiproxy-unpriced"] = "true"
 

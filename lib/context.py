@@ -34,6 +34,7 @@ class RequestContext:
     usage_source: str | None = None
     cost_usd: Any = None
     unpriced: bool = False
+    priced: bool = False
     cache: str | None = None
     cache_lookup: bool = True  # Cache-Control: no-cache turns this off
     cache_store: bool = True  # Cache-Control: no-store turns both off

@@ -95,8 +95,6 @@ class Gateway:
         ctx.model = targets[0].model  # the provider is named once one is actually called
         if self.policy is not None:
             self.policy.check(_prompt_texts(req))
-        if req.n and req.n > 1 and req.stream:
-            pass  # allowed; passed to the provider
         if self.limits is not None:
             self.limits.reserve(ctx, req, [t.model for t in targets])
         return targets
@@ -112,29 +110,18 @@ class Gateway:
         hit, lookup = self._cache_lookup(ctx, body, targets[0])
         if hit is not None:
             return replay_completion(hit, ctx.proxy_id)
-        deadline = self._clock() + self.settings.request_timeout
-        last: errors.UpstreamError | None = None
-        for target in targets:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                break
-            try:
-                result = target.provider.complete({**body, "model": target.model}, model=target.model,
-                                                  timeout=remaining)
-            except errors.UpstreamError as exc:
-                last = self._attempt_failed(ctx, target, exc)
-                continue
-            ctx.mark_first_byte()
-            self._answered_by(ctx, target, result.get("model"))
-            result["model"] = ctx.model
-            result["proxy_id"] = ctx.proxy_id
-            self._take_usage(ctx, req, result.get("usage"), _completion_text(result))
-            if self.accounting is not None:
-                self.accounting.price(ctx)
-            if lookup is not None and self.cache is not None:
-                self.cache.store(ctx, lookup, result)
-            return result
-        raise last or errors.UpstreamTimeout("The request deadline passed before any provider answered.")
+        target, result = self._first_answer(ctx, targets, lambda t, remaining: t.provider.complete(
+            {**body, "model": t.model}, model=t.model, timeout=remaining))
+        ctx.mark_first_byte()
+        self._answered_by(ctx, target, result.get("model"))
+        result["model"] = ctx.model
+        result["proxy_id"] = ctx.proxy_id
+        self._take_usage(ctx, req, result.get("usage"), _completion_text(result))
+        if self.accounting is not None:
+            self.accounting.price(ctx)
+        if lookup is not None and self.cache is not None:
+            self.cache.store(ctx, lookup, result)
+        return result
 
     def stream(self, ctx: RequestContext, req: ChatCompletionRequest) -> Iterator[dict[str, Any]]:
         """Start a streamed request and return an iterator of chunk dicts (each with ``proxy_id``).
@@ -149,26 +136,19 @@ class Gateway:
         if hit is not None:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             return self._replay(ctx, replay_stream(hit, ctx.proxy_id, include_usage))
-        deadline = self._clock() + self.settings.request_timeout
-        last: errors.UpstreamError | None = None
-        for target in targets:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                break
-            upstream: Iterator[dict[str, Any]] | None = None
+
+        def open_stream(t: Target, remaining: float) -> tuple[Iterator[dict[str, Any]], dict[str, Any] | None]:
+            # Providers open the upstream connection here, so HTTP errors surface before any byte is sent.
+            upstream = t.provider.stream({**body, "model": t.model}, model=t.model, timeout=remaining)
             try:
-                # Providers open the upstream connection here, so HTTP errors surface before any byte is sent.
-                upstream = target.provider.stream({**body, "model": target.model}, model=target.model,
-                                                  timeout=remaining)
-                first = next(upstream, None)
-            except errors.UpstreamError as exc:
-                if upstream is not None:
-                    _close(upstream)
-                last = self._attempt_failed(ctx, target, exc)
-                continue
-            self._answered_by(ctx, target, first.get("model") if first else None)
-            return self._relay(ctx, req, upstream, first, lookup)
-        raise last or errors.UpstreamTimeout("The request deadline passed before any provider answered.")
+                return upstream, next(upstream, None)
+            except errors.UpstreamError:
+                _close(upstream)
+                raise
+
+        target, (upstream, first) = self._first_answer(ctx, targets, open_stream)
+        self._answered_by(ctx, target, first.get("model") if first else None)
+        return self._relay(ctx, req, upstream, first, lookup)
 
     def _cache_lookup(self, ctx: RequestContext, body: dict[str, Any], target: Target) -> tuple[Hit | None, Lookup | None]:
         """Look the request up in the cache; fills ``ctx.cache*``. Returns the hit (if any) and lookup info."""
@@ -283,6 +263,26 @@ class Gateway:
             counted = sum(tokens_of(t, ctx.model) for t in req.texts()) if self.accounting else 0
             self.limits.reserve_tokens(ctx, counted, 0, [t.model for t in targets])
         body = req.model_dump(exclude_none=True)
+        target, result = self._first_answer(ctx, targets, lambda t, remaining: t.provider.embed(  # type: ignore[attr-defined]
+            {**body, "model": t.model}, model=t.model, timeout=remaining))
+        ctx.mark_first_byte()
+        self._answered_by(ctx, target, result.get("model"))
+        usage = result.get("usage") or {}
+        ctx.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        ctx.usage_source = "provider" if usage else "counted"
+        if not usage and self.accounting is not None:
+            ctx.prompt_tokens = sum(tokens_of(t, ctx.model or req.model) for t in req.texts())
+        if self.accounting is not None:
+            self.accounting.price(ctx)
+        result["model"] = ctx.model
+        result["proxy_id"] = ctx.proxy_id
+        return result
+
+    def _first_answer(self, ctx: RequestContext, targets: list[Target],
+                      attempt: Callable[[Target, float], Any]) -> tuple[Target, Any]:
+        """Try ``attempt(target, seconds_left)`` on each target in order, all inside one REQUEST_TIMEOUT
+        deadline, moving on when an attempt fails in a way another provider could cure. Returns the target
+        that answered and its answer; raises the last ``UpstreamError`` (or ``UpstreamTimeout``)."""
         deadline = self._clock() + self.settings.request_timeout
         last: errors.UpstreamError | None = None
         for target in targets:
@@ -290,23 +290,9 @@ class Gateway:
             if remaining <= 0:
                 break
             try:
-                result = target.provider.embed({**body, "model": target.model}, model=target.model,  # type: ignore[attr-defined]
-                                               timeout=remaining)
+                return target, attempt(target, remaining)
             except errors.UpstreamError as exc:
                 last = self._attempt_failed(ctx, target, exc)
-                continue
-            ctx.mark_first_byte()
-            self._answered_by(ctx, target, result.get("model"))
-            usage = result.get("usage") or {}
-            ctx.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            ctx.usage_source = "provider" if usage else "counted"
-            if not usage and self.accounting is not None:
-                ctx.prompt_tokens = sum(tokens_of(t, ctx.model or req.model) for t in req.texts())
-            if self.accounting is not None:
-                self.accounting.price(ctx)
-            result["model"] = ctx.model
-            result["proxy_id"] = ctx.proxy_id
-            return result
         raise last or errors.UpstreamTimeout("The request deadline passed before any provider answered.")
 
     # -- after the call ----------------------------------------------------------------------------
@@ -348,7 +334,7 @@ class Gateway:
         if ctx.finished:
             return
         ctx.finished = True
-        if self.accounting is not None and not ctx.cache_hit:
+        if self.accounting is not None and not ctx.cache_hit and not ctx.priced:
             self.accounting.price(ctx)
         if self.limits is not None and ctx.reservation is not None:
             try:
