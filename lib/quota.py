@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from decimal import ROUND_CEILING, Decimal
-from typing import Any, Callable
+from typing import Callable
 
 from lib import errors
 from lib.accounting import Accounting

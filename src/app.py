@@ -6,8 +6,7 @@ import logging
 from decimal import Decimal
 import secrets
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -51,25 +50,23 @@ class Services:
     http: httpx.Client
     usage: UsageStore
     metrics: Metrics
+    auth_throttle: AuthThrottle | None = None
     embedded_redis: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def auth_throttle_check(self, ip: str) -> None:
         """Raise 429 when ``ip`` has failed authentication too often (fail-open: skipped if Redis is down)."""
-        throttle = self.extras.get("auth_throttle")
-        if throttle is not None:
+        if self.auth_throttle is not None:
             try:
-                throttle.check(ip)
+                self.auth_throttle.check(ip)
             except ServiceUnavailable:
                 if self.settings.redis_failure_mode != "fail-open":
                     raise
                 self.metrics.redis_degraded.labels("auth_throttle").inc()
 
     def auth_throttle_failure(self, ip: str) -> None:
-        throttle = self.extras.get("auth_throttle")
-        if throttle is not None:
+        if self.auth_throttle is not None:
             try:
-                throttle.record_failure(ip)
+                self.auth_throttle.record_failure(ip)
             except ServiceUnavailable:
                 log.error("could not record a failed authentication from %s: Redis unreachable", ip)
 
@@ -228,8 +225,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     svc = Services(settings=settings, redis=client, keys=keys, router=router, gateway=gateway, http=http,
                    usage=usage, metrics=metrics, embedded_redis=embedded)
     if settings.auth_failures_per_minute:
-        svc.extras["auth_throttle"] = AuthThrottle(client, prefix=settings.redis_prefix,
-                                                   max_failures=settings.auth_failures_per_minute, window_s=60)
+        svc.auth_throttle = AuthThrottle(client, prefix=settings.redis_prefix,
+                                         max_failures=settings.auth_failures_per_minute, window_s=60)
 
     app = Flask(__name__, static_folder=None)
     if settings.trust_proxy_headers:

@@ -18,7 +18,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
@@ -169,11 +168,3 @@ def start_cluster(masters: int = 3, *, use_cli: bool | None = None, timeout: flo
             node.close()
     return LocalCluster(client=client, ports=ports, processes=processes, workdir=workdir,
                         created_with="redis-cli" if use_cli else "redis-py")
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> LocalCluster:
-    """A 3-master local Redis Cluster for the whole session (stopped at the end)."""
-    cluster = start_cluster()
-    yield cluster
-    cluster.stop()

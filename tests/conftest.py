@@ -42,3 +42,13 @@ def redis_client(redis_url):
     client = redis_store.connect(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A local 3-master Redis Cluster (``tests/cluster.py``) for the whole session, stopped at the end."""
+    from tests.cluster import start_cluster
+
+    cluster = start_cluster()
+    yield cluster
+    cluster.stop()

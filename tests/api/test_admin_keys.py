@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import MASTER, assert_error
+from tests.api.conftest import assert_error
 
 
 def test_admin_requires_master(client, api_key):

@@ -62,7 +62,7 @@ def test_fallback_on_upstream_failure(routed, fake):
 def test_fallback_chain_then_last_error(routed, fake):
     client, h = routed
     resp = ask(client, h, "everyone fails [fake:error=503]")
-    err = assert_error(resp, 503, "upstream_unavailable", "upstream_error")
+    assert_error(resp, 503, "upstream_unavailable", "upstream_error")
     assert len([r for r in fake.requests if "everyone fails" in json.dumps(r.json or {})]) == 3
 
 

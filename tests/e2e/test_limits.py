@@ -15,7 +15,6 @@ import pytest
 from lib import tokens
 from lib.pricing import PriceBook, to_micros
 from lib.redis_store import start_embedded_redis
-from tests.cluster import start_cluster
 from tests.e2e.conftest import MASTER, PROVIDER_KEYS
 from tests.e2e.server import ServerProcess
 
@@ -33,18 +32,12 @@ def server_env(redis_url: str, upstream, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module", params=["redis", "cluster"])
 def pair(request, redis_url, upstream):
     """Two proxy processes (each with its own gevent workers) sharing one store."""
-    cluster = None
-    url = redis_url
-    if request.param == "cluster":
-        cluster = start_cluster()
-        url = cluster.url
+    url = request.getfixturevalue("redis_cluster").url if request.param == "cluster" else redis_url
     env = server_env(url, upstream)
     servers = [ServerProcess(env, workers=1), ServerProcess(env, workers=1)]
     yield servers
     for s in servers:
         s.stop()
-    if cluster is not None:
-        cluster.stop()
 
 
 def new_key(server, **body) -> str:

@@ -11,7 +11,7 @@ from lib import redis_store
 from lib.auththrottle import AuthThrottle
 from lib.errors import RateLimited, ServiceUnavailable
 from lib.ratelimit import Limiter
-from tests.cluster import LocalCluster, redis_cluster, start_cluster  # noqa: F401  (redis_cluster: fixture)
+from tests.cluster import LocalCluster, start_cluster
 from tests.unit import test_ratelimit as scenarios
 
 
