@@ -122,12 +122,16 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 200) -> "r
         clean = url.replace("redis+cluster://", "redis://").replace("?cluster=true", "").replace("&cluster=true", "")
         return RedisCluster.from_url(clean, socket_timeout=timeout, socket_connect_timeout=timeout,
                                      decode_responses=False, retry=retry)
-    return redis.Redis.from_url(
+    # A blocking pool: with up to 1,000 greenlets per worker, a burst that needs more connections than the
+    # pool holds waits (up to ``timeout``) for one instead of failing with "Too many connections".
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=min(timeout, 1.0),
         health_check_interval=30,
-        max_connections=max_connections,
         decode_responses=False,
         retry=retry,
     )
+    return redis.Redis(connection_pool=pool)
