@@ -120,6 +120,7 @@ def test_sdk_waits_retry_after_and_succeeds(redis_url, upstream):
         assert raw.parse().choices[0].message.content == "Echo: second"
         assert raw.retries_taken >= 1
         assert time.monotonic() - started >= 0.9  # it waited for Retry-After rather than hammering
+        client.close()  # an idle keep-alive connection would hold the worker's graceful stop open
     finally:
         server.stop()
 
