@@ -64,7 +64,11 @@ class CacheService:
         self._on_error = on_error
 
     def _failed(self, what: str, exc: Exception) -> None:
-        log.error("cache %s failed, bypassing the cache for this request: %s", what, type(exc).__name__)
+        # The embedding server still loading (or restarting) is expected for a moment: a warning, not an error
+        # report. Anything else (Redis down, a bug) is an error.
+        level = logging.WARNING if type(exc).__name__ == "EmbeddingUnavailable" else logging.ERROR
+        log.log(level, "cache %s failed, bypassing the cache for this request: %s: %s", what,
+                type(exc).__name__, exc)
         if self._on_error:
             self._on_error(what)
 
