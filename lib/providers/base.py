@@ -89,7 +89,6 @@ def make_completion(
         "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
         "usage": None,
-        "system_fingerprint": None,
     }
     if prompt_tokens is not None or completion_tokens is not None:
         result["usage"] = make_usage(prompt_tokens or 0, completion_tokens or 0, extra_usage)
@@ -123,7 +122,6 @@ def make_chunk(
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "system_fingerprint": None,
         "choices": [],
     }
     if with_choice:
