@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from lib import errors
 
@@ -51,24 +51,28 @@ class ToolCallFunction(BaseModel):
 class ToolCall(BaseModel):
     model_config = ConfigDict(extra="allow")
     id: str
-    type: Literal["function"] = "function"
-    function: ToolCallFunction
+    type: Literal["function", "custom"] = "function"
+    function: ToolCallFunction | None = None
+    custom: dict[str, Any] | None = None
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]  # function: deprecated
     content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     refusal: str | None = None
+    function_call: dict[str, Any] | None = None  # deprecated form of tool_calls, still in OpenAI's spec
 
     @model_validator(mode="after")
     def _content_required(self) -> "Message":
         if self.role == "assistant":
-            if self.content is None and not self.tool_calls and self.refusal is None:
-                raise ValueError("an assistant message needs content or tool_calls")
+            pass  # OpenAI's spec lets an assistant turn carry any of content, tool_calls, function_call or none
+        elif self.role == "function":
+            if not self.name:
+                raise ValueError("a function message needs name")
         elif self.content is None:
             raise ValueError(f"a {self.role} message needs content")
         if isinstance(self.content, list) and not self.content and self.role != "assistant":
@@ -85,10 +89,21 @@ class FunctionDef(BaseModel):
     parameters: dict[str, Any] | None = None
 
 
-class Tool(BaseModel):
+class FunctionTool(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["function"]
     function: FunctionDef
+
+
+class CustomTool(BaseModel):
+    """OpenAI's free-form ``custom`` tools: passed to OpenAI; other providers take function tools only."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["custom"]
+    custom: dict[str, Any]
+
+
+Tool = Union[FunctionTool, CustomTool]
 
 
 class StreamOptions(BaseModel):
@@ -159,11 +174,19 @@ class ChatCompletionRequest(BaseModel):
 PROXY_ONLY_FIELDS = ("text", "cache", "aiproxy")
 
 
+def _is_union_tag(part: Any) -> bool:
+    """Pydantic puts the union member it tried into error locations (``str``, ``list[int]``, ``FunctionTool``,
+    ``function-after[...]``); OpenAI's ``param`` names only the field path."""
+    text = str(part)
+    return isinstance(part, str) and ("[" in text or text in {"str", "int", "float", "bool", "dict", "list"}
+                                      or text[:1].isupper())
+
+
 def _friendly(exc: ValidationError) -> errors.InvalidRequest:
     """Turn the first pydantic error into an OpenAI-style 400 with ``param`` set."""
     first = exc.errors()[0]
     loc = first.get("loc", ())
-    param = ".".join(str(p) for p in loc if not str(p).startswith(("function-after", "function-before")))
+    param = ".".join(str(p) for p in loc if not _is_union_tag(p))
     kind = first.get("type", "")
     msg = first.get("msg", "invalid value")
     if msg.startswith("Value error, "):
@@ -224,7 +247,7 @@ class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=256)
-    input: str | list[str] | list[int] | list[list[int]]
+    input: str | list[str] | list[StrictInt] | list[list[StrictInt]]  # token ids are integers, never booleans
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = Field(None, ge=1, le=8192)
     user: str | None = None
@@ -232,7 +255,7 @@ class EmbeddingRequest(BaseModel):
     @field_validator("input")
     @classmethod
     def _not_empty(cls, v: Any) -> Any:
-        if v == "" or v == []:
+        if v == []:
             raise ValueError("input must not be empty")
         if isinstance(v, list) and len(v) > 2048:
             raise ValueError("at most 2048 inputs per request")
@@ -250,6 +273,10 @@ def parse_embedding_request(data: Any) -> EmbeddingRequest:
     """Validate an embeddings body. Raises ``errors.InvalidRequest`` subclasses (400)."""
     if not isinstance(data, dict):
         raise errors.InvalidJSON("The request body must be a JSON object.")
+    for name in ("user", "encoding_format", "dimensions"):  # optional, but not nullable in OpenAI's spec
+        if name in data and data[name] is None:
+            raise errors.InvalidValue(f"Invalid value for '{name}': null is not allowed; leave it out instead.",
+                                      param=name)
     for name in ("model", "input"):
         if name not in data:
             raise errors.MissingField(f"Missing required parameter: '{name}'.", param=name)

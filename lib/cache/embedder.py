@@ -8,8 +8,11 @@ Two backends give the same vectors (cosine >= 0.9999 between them, checked when 
 - ``onnx``: onnxruntime + the fast ``tokenizers`` tokenizer, no torch import at run time (~3.5-4.5 ms for a
   short prompt on one core of the 2-core dev box; a process with it loaded peaks at ~220 MiB). Needs
   ``onnx/model.onnx`` next to the model, made once at install time by
-  ``python -m lib.cache.embedder export-onnx`` (mean pooling and L2 normalisation are part of the
-  exported graph; a ``.source`` fingerprint ties the file to the weights it came from).
+  ``python -m lib.cache.embedder export-onnx``: mean pooling and L2 normalisation are part of the
+  exported graph, and onnxruntime's transformer optimizer fuses it (Attention, EmbedLayerNormalization,
+  SkipLayerNormalization, BiasGelu; still fp32, same vectors), falling back to the unfused graph when
+  fusion fails or disagrees. A ``.source`` file ties the export to the weights it came from and records
+  the export format (:data:`EXPORT_FORMAT`), so an export from other weights or an older format is re-made.
 - ``torch``: sentence-transformers on PyTorch (~8-11 ms for a short prompt, ~580 MiB).
 
 ``auto`` picks ``onnx`` when a current export exists and onnxruntime imports, else ``torch``.
@@ -22,9 +25,11 @@ has its own lock. It never touches an event loop.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from collections import OrderedDict
@@ -37,6 +42,9 @@ log = logging.getLogger("aiproxy.cache.embedder")
 DIMENSIONS = 384
 MAX_TOKENS = 256  # word pieces the model reads, [CLS] and [SEP] included
 ONNX_RELATIVE_PATH = os.path.join("onnx", "model.onnx")
+# Version of the export recipe, written to the ``.source`` file. 1: torch.onnx export (SDPA attention),
+# unfused. 2: eager-attention export, fused by onnxruntime's transformer optimizer (or unfused as fallback).
+EXPORT_FORMAT = 2
 _BACKENDS = ("auto", "onnx", "torch")
 
 
@@ -84,15 +92,40 @@ def weights_fingerprint(model_path: str) -> str:
     return digest.hexdigest()
 
 
-def export_is_current(model_path: str, onnx_file: str) -> bool:
-    """Return True when ``onnx_file`` exists and was exported from the weights now at ``model_path``."""
-    if not os.path.isfile(onnx_file):
-        return False
+def read_export_source(onnx_file: str) -> dict[str, str]:
+    """Return what the ``.source`` file next to ``onnx_file`` records: ``weights``, ``format`` and ``fused``.
+
+    Keys that are absent are missing from the dict (a format-1 file holds only the weights fingerprint, so
+    its ``format`` is reported as ``"1"``). Returns ``{}`` when there is no readable ``.source`` file.
+    """
     try:
         with open(onnx_file + ".source", encoding="ascii") as f:
-            return f.read().strip() == weights_fingerprint(model_path)
-    except OSError:
+            lines = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError):
+        return {}
+    if not lines:
+        return {}
+    info = {"weights": lines[0], "format": "1"}
+    for line in lines[1:]:
+        key, _, value = line.partition("=")
+        if key and value:
+            info[key.strip()] = value.strip()
+    return info
+
+
+def export_is_current(model_path: str, onnx_file: str, *, any_format: bool = False) -> bool:
+    """Return True when ``onnx_file`` exists, was exported from the weights now at ``model_path`` and, unless
+    ``any_format``, was made by the current export recipe (:data:`EXPORT_FORMAT`).
+
+    ``any_format=True`` is what loading uses: an export of an older format still gives the same vectors
+    (only slower), so it is better than falling back to torch; ``export-onnx`` re-makes it.
+    """
+    if not os.path.isfile(onnx_file):
         return False
+    info = read_export_source(onnx_file)
+    if info.get("weights") != weights_fingerprint(model_path):
+        return False
+    return any_format or info.get("format") == str(EXPORT_FORMAT)
 
 
 class Embedder:
@@ -134,6 +167,15 @@ class Embedder:
         self._backend: str | None = None
         self._cls_id = 101
         self._sep_id = 102
+        self._input_names: frozenset[str] = frozenset()
+        self._output_names: list[str] = []
+        # read-only rows of ones / zeros, sliced per call for the attention mask and the token types
+        self._ones = np.ones((1, MAX_TOKENS), dtype=np.int64)
+        self._zeros = np.zeros((1, MAX_TOKENS), dtype=np.int64)
+        self._ones.setflags(write=False)
+        self._zeros.setflags(write=False)
+        # (text, ids) of the last text tokenized for ``fits``: ``embed`` right after reuses them
+        self._last_tokens: tuple[str, list[int]] | None = None
 
     # ----------------------------------------------------------------- loading
     @property
@@ -187,8 +229,12 @@ class Embedder:
             want = self._requested_backend
             if want in ("auto", "onnx"):
                 # an explicit onnx_path is trusted; the default one must have been made from these weights
+                # (an older export format gives the same vectors, only slower: use it, but say so)
                 usable = os.path.isfile(onnx_file) and (
-                    self._onnx_path is not None or export_is_current(self.model_path, onnx_file))
+                    self._onnx_path is not None or export_is_current(self.model_path, onnx_file, any_format=True))
+                if usable and self._onnx_path is None and not export_is_current(self.model_path, onnx_file):
+                    log.warning("the ONNX export at %s is of an older format (slower); re-make it with "
+                                "`python -m lib.cache.embedder export-onnx`", onnx_file)
                 if usable:
                     try:
                         self._session = self._open_onnx(onnx_file)
@@ -220,8 +266,15 @@ class Embedder:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self._threads
         opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(onnx_file, sess_options=opts, providers=["CPUExecutionProvider"])
+        if self._threads > 1:
+            # pool threads otherwise busy-wait after each call, taking CPU from the rest of the process
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(onnx_file, sess_options=opts, providers=["CPUExecutionProvider"])
+        self._input_names = frozenset(i.name for i in session.get_inputs())
+        self._output_names = [session.get_outputs()[0].name]
+        return session
 
     # ------------------------------------------------------------- tokenizing
     def token_length(self, text: str) -> int:
@@ -229,7 +282,9 @@ class Embedder:
 
         Only the tokenizer is loaded for this (a few milliseconds once), not the model.
         """
-        return len(self._ensure_tokenizer().encode(text).ids)
+        ids = self._ensure_tokenizer().encode(text).ids
+        self._last_tokens = (text, ids)  # ``fits`` then ``embed`` of the same text tokenizes once
+        return len(ids)
 
     def fits(self, text: str) -> bool:
         """Return True when ``text`` is at most ``max_tokens`` word pieces (the model reads all of it).
@@ -256,7 +311,7 @@ class Embedder:
                 if hit is not None:
                     self._memo.move_to_end(text)
                     return hit
-        vec = self._embed_many([text])[0]
+        vec = self._embed_one(text)
         vec.setflags(write=False)
         if self._memo_size:
             with self._memo_lock:
@@ -280,6 +335,32 @@ class Embedder:
             out[idx] = self._embed_many([texts[i] for i in idx])
         return out
 
+    def _ids(self, text: str) -> list[int]:
+        last = self._last_tokens  # one read of the attribute: another thread may replace it meanwhile
+        if last is not None and last[0] == text:
+            ids = last[1]
+        else:
+            ids = self._tokenizer.encode(text).ids
+        if len(ids) > MAX_TOKENS:  # same as the model's own truncation: keep the head, end with [SEP]
+            ids = ids[: MAX_TOKENS - 1] + [self._sep_id]
+        return ids
+
+    def _embed_one(self, text: str) -> np.ndarray:
+        """One text, no padding: the ids array is built directly and mask / token types are slices of
+        preallocated read-only rows; only the inputs the graph declares are passed."""
+        backend = self.load()
+        if backend == "torch":
+            return self._embed_many([text])[0]
+        ids = self._ids(text)
+        n = len(ids)
+        feeds = {"input_ids": np.array(ids, dtype=np.int64).reshape(1, n)}
+        if "attention_mask" in self._input_names:
+            feeds["attention_mask"] = self._ones[:, :n]
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = self._zeros[:, :n]
+        vec = self._session.run(self._output_names, feeds)[0][0]
+        return vec if vec.dtype == np.float32 and vec.flags.c_contiguous else np.ascontiguousarray(vec, np.float32)
+
     def _embed_many(self, texts: Sequence[str]) -> np.ndarray:
         backend = self.load()
         if backend == "torch":
@@ -301,7 +382,8 @@ class Embedder:
             input_ids[i, : len(r)] = r
             mask[i, : len(r)] = 1
         feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-        (vecs,) = self._session.run(None, feeds)
+        feeds = {k: v for k, v in feeds.items() if k in self._input_names}
+        (vecs,) = self._session.run(self._output_names, feeds)
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
 
@@ -314,13 +396,38 @@ _CHECK_TEXTS = (
 )
 
 
-def export_onnx(model_path: str | None = None, target: str | None = None, *, verify: bool = True) -> str:
+def _fuse_onnx(source: str, target: str, num_heads: int, hidden_size: int) -> dict[str, int]:
+    """Fuse the BERT graph at ``source`` with onnxruntime's transformer optimizer and write it to ``target``.
+
+    Python-level fusions only (``opt_level=0``): the file stays portable, and onnxruntime applies its own
+    graph optimizations when a session opens it. Returns the counts of fused operators. Raises
+    ``RuntimeError`` when no attention was fused, and whatever the optimizer raises.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(source, model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
+                               opt_level=0, use_gpu=False)
+    stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
+    if not stats.get("Attention") and not stats.get("MultiHeadAttention"):
+        raise RuntimeError(f"the transformer optimizer fused no attention ({stats})")
+    optimized.save_model_to_file(target)
+    return stats
+
+
+def export_onnx(
+    model_path: str | None = None, target: str | None = None, *, verify: bool = True, fuse: bool = True
+) -> str:
     """Export the model (encoder + mean pooling + L2 normalisation) to ONNX; return the file's path.
 
-    Run at install/build time, never per request: it imports torch and takes a few seconds. The file is
-    written atomically to ``target`` (default :func:`default_onnx_path`). With ``verify`` the export is
-    compared with sentence-transformers on a few texts and removed again if any cosine is below 0.9999.
-    Raises ``RuntimeError`` when verification fails, ``OSError`` when the target is not writable.
+    Run at install/build time, never per request: it imports torch and takes several seconds. The encoder
+    is exported with eager attention and, with ``fuse``, rewritten by onnxruntime's transformer optimizer
+    (fused Attention / EmbedLayerNormalization / SkipLayerNormalization / BiasGelu, still fp32). With
+    ``verify`` each candidate is compared with sentence-transformers on a few texts (batched, so padding
+    and truncation are covered); a fused graph that fails to build or disagrees (any cosine below 0.9999)
+    is dropped for the unfused one. The file is written atomically to ``target`` (default
+    :func:`default_onnx_path`), then its ``.source`` file (weights fingerprint, :data:`EXPORT_FORMAT`,
+    whether it is fused). Raises ``RuntimeError`` when the unfused export fails verification too,
+    ``OSError`` when the target is not writable.
     """
     _set_offline()
     import torch
@@ -329,7 +436,10 @@ def export_onnx(model_path: str | None = None, target: str | None = None, *, ver
     model_path = model_path or find_model_path()
     target = target or default_onnx_path(model_path)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    model = AutoModel.from_pretrained(model_path).eval()
+    try:  # eager attention exports as plain MatMul/Softmax, the pattern the optimizer fuses
+        model = AutoModel.from_pretrained(model_path, attn_implementation="eager").eval()
+    except (TypeError, ValueError):  # pragma: no cover - transformers without attn_implementation
+        model = AutoModel.from_pretrained(model_path).eval()
 
     class _Pooled(torch.nn.Module):
         def __init__(self, encoder: torch.nn.Module) -> None:
@@ -345,8 +455,9 @@ def export_onnx(model_path: str | None = None, target: str | None = None, *, ver
             return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
 
     dummy = torch.tensor([[101, 7592, 2088, 102]], dtype=torch.long)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=os.path.dirname(target))
-    os.close(fd)
+    tmp_dir = tempfile.mkdtemp(prefix=".export-", dir=os.path.dirname(target))
+    raw = os.path.join(tmp_dir, "raw.onnx")
+    fused = os.path.join(tmp_dir, "fused.onnx")
     try:
         import warnings
 
@@ -355,7 +466,7 @@ def export_onnx(model_path: str | None = None, target: str | None = None, *, ver
             torch.onnx.export(
                 _Pooled(model),
                 (dummy, torch.ones_like(dummy), torch.zeros_like(dummy)),
-                tmp,
+                raw,
                 input_names=["input_ids", "attention_mask", "token_type_ids"],
                 output_names=["sentence_embedding"],
                 dynamic_axes={
@@ -367,44 +478,81 @@ def export_onnx(model_path: str | None = None, target: str | None = None, *, ver
                 opset_version=17,
                 dynamo=False,
             )
-        if verify:
-            onnx_vecs = Embedder(model_path, backend="onnx", onnx_path=tmp, memo_size=0).embed_batch(_CHECK_TEXTS)
-            torch_vecs = Embedder(model_path, backend="torch", memo_size=0).embed_batch(_CHECK_TEXTS)
-            worst = float(np.min(np.sum(onnx_vecs * torch_vecs, axis=1)))
-            if worst < 0.9999:
-                raise RuntimeError(f"ONNX export disagrees with sentence-transformers (cosine {worst:.6f})")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; workers may run as another user
-        os.replace(tmp, target)
-        with open(target + ".source", "w", encoding="ascii") as f:
-            f.write(weights_fingerprint(model_path) + "\n")
+        candidates = [raw]
+        if fuse:
+            try:
+                stats = _fuse_onnx(raw, fused, int(model.config.num_attention_heads), int(model.config.hidden_size))
+                log.info("fused ONNX graph: %s", stats)
+                candidates.insert(0, fused)
+            except Exception as exc:  # any optimizer failure: the unfused export is still correct
+                log.warning("ONNX graph fusion failed (%s); keeping the unfused export", exc)
+        del model
+        chosen = None
+        reference = Embedder(model_path, backend="torch", memo_size=0).embed_batch(_CHECK_TEXTS) if verify else None
+        for candidate in candidates:
+            if reference is not None:
+                vecs = Embedder(model_path, backend="onnx", onnx_path=candidate, memo_size=0).embed_batch(_CHECK_TEXTS)
+                worst = float(np.min(np.sum(vecs * reference, axis=1)))
+                if worst < 0.9999:
+                    if candidate == fused:
+                        log.warning("fused ONNX graph disagrees with sentence-transformers (cosine %.6f); "
+                                    "keeping the unfused export", worst)
+                        continue
+                    raise RuntimeError(f"ONNX export disagrees with sentence-transformers (cosine {worst:.6f})")
+            if reference is not None:
+                log.info("%s ONNX export agrees with sentence-transformers (worst cosine %.6f)",
+                         "fused" if candidate == fused else "unfused", worst)
+            chosen = candidate
+            break
+        assert chosen is not None
+        os.chmod(chosen, 0o644)  # mkdtemp makes it private; workers may run as another user
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target + ".source")  # no window where an old .source vouches for a new file
+        os.replace(chosen, target)
+        source_tmp = os.path.join(tmp_dir, "source")
+        with open(source_tmp, "w", encoding="ascii") as f:
+            f.write(f"{weights_fingerprint(model_path)}\nformat={EXPORT_FORMAT}\n"
+                    f"fused={'yes' if chosen == fused else 'no'}\n")
+        os.chmod(source_tmp, 0o644)
+        os.replace(source_tmp, target + ".source")
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return target
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``export-onnx [--target PATH] [--force]`` or ``info``. Returns the exit status."""
+    """Command line: ``export-onnx [--target PATH] [--force] [--no-fuse]`` or ``info``. Returns the exit status.
+
+    ``export-onnx`` does nothing when the export is current (same weights, same :data:`EXPORT_FORMAT`);
+    an export from other weights or an older format is re-made.
+    """
     parser = argparse.ArgumentParser(prog="python -m lib.cache.embedder")
     sub = parser.add_subparsers(dest="command", required=True)
     exp = sub.add_parser("export-onnx", help="export all-MiniLM-L6-v2 to ONNX (install time)")
     exp.add_argument("--target", default=None)
-    exp.add_argument("--force", action="store_true", help="re-export even when the file exists")
+    exp.add_argument("--force", action="store_true", help="re-export even when the file is current")
+    exp.add_argument("--no-fuse", action="store_true", help="skip onnxruntime's graph fusion (slower file)")
     sub.add_parser("info", help="print the model path, the ONNX path and which backend auto picks")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model_path = find_model_path()
     if args.command == "export-onnx":
         target = args.target or default_onnx_path(model_path)
-        if os.path.isfile(target) and export_is_current(model_path, target) and not args.force:
+        if export_is_current(model_path, target) and not args.force:
             print(f"ONNX export already present and current: {target}")
             return 0
-        print(f"exported and verified: {export_onnx(model_path, target)}")
+        export_onnx(model_path, target, fuse=not args.no_fuse)
+        fused = read_export_source(target).get("fused") == "yes"
+        print(f"exported and verified ({'fused' if fused else 'unfused'}): {target}")
         return 0
     emb = Embedder(model_path)
     onnx_file = default_onnx_path(model_path)
+    info = read_export_source(onnx_file)
     status = "current" if export_is_current(model_path, onnx_file) else \
+        "older format" if export_is_current(model_path, onnx_file, any_format=True) else \
         "stale" if os.path.isfile(onnx_file) else "missing"
-    print(f"model: {model_path}\nonnx: {onnx_file} ({status})\nbackend: {emb.load()}")
+    print(f"model: {model_path}\nonnx: {onnx_file} ({status}; format {info.get('format', '-')}, "
+          f"fused {info.get('fused', 'no')})\nbackend: {emb.load()}")
     return 0
 
 

@@ -158,3 +158,12 @@ def test_unknown_route_and_method(client, auth):
 def test_bad_tool_choice_and_too_many_stops(client, auth):
     assert_error(client.post(URL, json=chat_body(tool_choice="sometimes"), headers=auth), 400, "invalid_value")
     assert_error(client.post(URL, json=chat_body(stop=["a", "b", "c", "d", "e"]), headers=auth), 400, "invalid_value")
+
+
+def test_deprecated_function_messages_are_accepted(client, auth):
+    messages = [{"role": "user", "content": "weather?"},
+                {"role": "assistant", "function_call": {"name": "get_weather", "arguments": "{}"}},
+                {"role": "function", "name": "get_weather", "content": "sunny"}]
+    assert client.post(URL, json=chat_body(messages=messages), headers=auth).status_code == 200
+    bad = [{"role": "function", "content": "sunny"}]
+    assert_error(client.post(URL, json=chat_body(messages=bad), headers=auth), 400, "invalid_value")

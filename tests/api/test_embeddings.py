@@ -33,6 +33,8 @@ def test_embeddings_base64_and_dimensions(client, auth):
 def test_embeddings_bad_input(client, auth):
     assert_error(client.post(URL, json={"input": "x"}, headers=auth), 400, "missing_field")
     assert_error(client.post(URL, json={"model": "sandbox-embedding"}, headers=auth), 400, "missing_field")
-    assert_error(client.post(URL, json={"model": "sandbox-embedding", "input": ""}, headers=auth), 400, "invalid_value")
+    assert_error(client.post(URL, json={"model": "sandbox-embedding", "input": []}, headers=auth), 400, "invalid_value")
+    assert_error(client.post(URL, json={"model": "sandbox-embedding", "input": "x", "user": None}, headers=auth),
+                 400, "invalid_value")
     assert_error(client.post(URL, json={"model": "nope-model", "input": "x"}, headers=auth), 404, "model_not_found")
     assert_error(client.post(URL, json={"model": "sandbox-embedding", "input": "x"}), 401, "missing_api_key")
