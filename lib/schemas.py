@@ -255,8 +255,8 @@ class EmbeddingRequest(BaseModel):
     @field_validator("input")
     @classmethod
     def _not_empty(cls, v: Any) -> Any:
-        if v == []:
-            raise ValueError("input must not be empty")
+        if v == [] or (isinstance(v, list) and any(item == [] for item in v)):
+            raise ValueError("input must not be empty (nor hold an empty list of token ids)")
         if isinstance(v, list) and len(v) > 2048:
             raise ValueError("at most 2048 inputs per request")
         return v
