@@ -1,6 +1,9 @@
 """Semantic cache latency: embedding (ONNX and PyTorch backends) and SemanticIndex lookups at 1k/10k/100k entries.
 
-    .venv/bin/python bench/semantic_bench.py [--sizes 1000,10000,100000] [--lookups 200]
+    .venv/bin/python bench/semantic_bench.py [--sizes 1000,10000,100000] [--lookups 200] [--baseline-onnx PATH]
+
+``--baseline-onnx`` measures a second ONNX file (say, a copy of an older export) in the same run, its calls
+alternating with the default embedder's so that both see the same machine load.
 
 Uses REDIS_URL when set, else a private redis-server. Baselines measured in the same run: one Redis round
 trip (PING), and the numpy dot product alone at each size. Scopes are filled with random unit vectors plus
@@ -43,6 +46,18 @@ def timed(fn: Callable[[], Any], n: int) -> list[float]:
         fn()
         out.append((time.perf_counter() - started) * 1000)
     return out
+
+
+def timed_pair(fn_a: Callable[[], Any], fn_b: Callable[[], Any], n: int) -> tuple[list[float], list[float]]:
+    """Timings of ``fn_a`` and ``fn_b``, called alternately ``n`` times each (same machine load for both)."""
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(n):
+        for fn, out in ((fn_a, a), (fn_b, b)) if i % 2 == 0 else ((fn_b, b), (fn_a, a)):
+            started = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - started) * 1000)
+    return a, b
 
 
 def row(name: str, samples: list[float]) -> str:
@@ -97,6 +112,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--lookups", type=int, default=200)
+    parser.add_argument("--baseline-onnx", default=None, help="another ONNX export to compare with, same run")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     embedded = None
@@ -126,6 +142,15 @@ def main() -> int:
         lines.append(row(f"embed, {emb.backend}, 1 thread (load {load_s:.1f} s; process max RSS {rss:.0f} MiB)",
                          timed(lambda: emb.embed(next(it)), n_embed)))
         lines.append(row("embed, memo hit", timed(lambda: emb.embed(queries[0]), 500)))
+        base_emb = None
+        if args.baseline_onnx and emb.backend == "onnx":
+            base_emb = Embedder(backend="onnx", onnx_path=args.baseline_onnx, memo_size=0)
+            base_emb.embed("warm up")
+            emb._memo.clear()
+            it_a, it_b = iter(queries), iter(queries)
+            new_s, base_s = timed_pair(lambda: emb.embed(next(it_a)), lambda: base_emb.embed(next(it_b)), n_embed)
+            lines.append(row("embed, onnx, 1 thread, default export (alternating with the baseline)", new_s))
+            lines.append(row(f"embed, onnx, 1 thread, baseline {args.baseline_onnx}", base_s))
         real = list(zip(cached, emb.embed_batch(cached)))
         qvecs = emb.embed_batch(queries)
         kept: tuple[SemanticIndex, str] | None = None
@@ -162,6 +187,16 @@ def main() -> int:
             if size == 10000:
                 lines.append(row(f"semantic lookup incl. embedding ({emb.backend}, 1 thread), 10,000 entries",
                                  semantic_lookups(index, scope, emb, queries, n_embed)))
+                if base_emb is not None:
+                    emb._memo.clear()
+                    it_a, it_b = iter(queries), iter(queries)
+                    new_s, base_s = timed_pair(
+                        lambda: (setattr(index, "embedder", emb), index.lookup(scope, next(it_a))),
+                        lambda: (setattr(index, "embedder", base_emb), index.lookup(scope, next(it_b))), n_embed)
+                    lines.append(row("semantic lookup incl. embedding, default export, 10,000 entries "
+                                     "(alternating with the baseline)", new_s))
+                    lines.append(row("semantic lookup incl. embedding, baseline export, 10,000 entries", base_s))
+                    index.embedder = emb
                 kept = (index, scope)
             else:
                 redis.delete(*index.keys_for(scope))

@@ -8,7 +8,9 @@ socket, which gevent makes cooperative.
 
 Protocol (one request per connection): the client sends a 4-byte big-endian length and a UTF-8 JSON body
 ``{"op": "embed", "text": "..."}`` or ``{"op": "len", "text": "..."}``; the server answers a 4-byte
-length and either 384 float32s (little-endian) or ``{"tokens": N}`` / ``{"error": "..."}`` as JSON.
+length, one tag byte and the payload: ``V`` + 384 float32s (little-endian), or ``J`` + JSON
+(``{"tokens": N}`` or ``{"error": "..."}``). The tag keeps a vector whose first byte happens to be ``{``
+from being read as JSON.
 The server loads the model in the background at start; until it is ready a request gets ``{"error":
 "loading"}`` and the caller skips the semantic cache for that request (the exact cache still works).
 """
@@ -90,16 +92,23 @@ class RemoteEmbedder:
         import numpy as np
 
         payload = self._call({"op": "embed", "text": text})
-        if payload[:1] == b"{":
-            raise EmbeddingUnavailable(json.loads(payload).get("error", "unknown error"))
-        return np.frombuffer(payload, dtype="<f4").copy()
+        if payload[:1] != b"V":
+            raise EmbeddingUnavailable(_json(payload).get("error", "unknown error"))
+        return np.frombuffer(payload[1:], dtype="<f4").copy()
 
     def token_length(self, text: str) -> int:
         """Word pieces of ``text`` as the model reads them. Raises ``EmbeddingUnavailable``."""
-        data = json.loads(self._call({"op": "len", "text": text}))
-        if "error" in data:
-            raise EmbeddingUnavailable(data["error"])
+        data = _json(self._call({"op": "len", "text": text}))
+        if "error" in data or "tokens" not in data:
+            raise EmbeddingUnavailable(str(data.get("error", "bad reply")))
         return int(data["tokens"])
+
+
+def _json(payload: bytes) -> dict[str, Any]:
+    if payload[:1] != b"J":
+        raise EmbeddingUnavailable("malformed reply from the embedding server")
+    data = json.loads(payload[1:])
+    return data if isinstance(data, dict) else {"error": "malformed reply"}
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -108,17 +117,17 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             request = json.loads(_recv_frame(self.request))
             if not server.ready.is_set():
-                reply = json.dumps({"error": server.failure or "loading"}).encode()
+                reply = b"J" + json.dumps({"error": server.failure or "loading"}).encode()
             elif request.get("op") == "len":
-                reply = json.dumps({"tokens": server.embedder.token_length(str(request.get("text", "")))}).encode()
+                reply = b"J" + json.dumps({"tokens": server.embedder.token_length(str(request.get("text", "")))}).encode()
             else:
                 vec = server.embedder.embed(str(request.get("text", "")))
-                reply = vec.astype("<f4").tobytes()
+                reply = b"V" + vec.astype("<f4").tobytes()
             _send_frame(self.request, reply)
         except Exception as exc:  # one bad request must not take the server down
             log.warning("embedding request failed: %s", exc)
             try:
-                _send_frame(self.request, json.dumps({"error": type(exc).__name__}).encode())
+                _send_frame(self.request, b"J" + json.dumps({"error": type(exc).__name__}).encode())
             except OSError:
                 pass
 
@@ -154,6 +163,9 @@ class EmbedServer(socketserver.ThreadingUnixStreamServer):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="AI Proxy embedding server (one per machine)")
     parser.add_argument("--socket", required=True)
+    # Two intra-op threads: ~3.3 ms a short prompt instead of ~4.5 ms on one (measured on a 2-core machine);
+    # this process does nothing else, so its threads do not compete with a worker's event loop.
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("EMBED_THREADS") or min(2, os.cpu_count() or 1)))
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -161,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from lib.cache.embedder import Embedder
 
-    server = EmbedServer(args.socket, Embedder())
+    server = EmbedServer(args.socket, Embedder(threads=max(1, args.threads)))
     server.load_in_background()
     try:
         server.serve_forever()

@@ -9,7 +9,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lib.cache.embedder import Embedder, default_onnx_path, export_is_current, export_onnx, find_model_path
+from lib.cache import embedder as embedder_module
+from lib.cache.embedder import (
+    EXPORT_FORMAT,
+    Embedder,
+    default_onnx_path,
+    export_is_current,
+    export_onnx,
+    find_model_path,
+    read_export_source,
+    weights_fingerprint,
+)
 from lib.cache.semantic import DEFAULT_THRESHOLD, SemanticIndex
 
 
@@ -300,3 +310,64 @@ def test_export_makes_a_verified_current_onnx_file(tmp_path) -> None:
     assert not export_is_current(model, target)
     v = Embedder(model, backend="onnx", onnx_path=target).embed("hello world")
     assert v.shape == (384,)
+
+
+def _op_types(path: str) -> set[str]:
+    import onnx
+
+    return {node.op_type for node in onnx.load(path, load_external_data=False).graph.node}
+
+
+def test_export_is_fused_and_records_its_format(tmp_path, monkeypatch, capsys) -> None:
+    model = find_model_path()
+    target = str(tmp_path / "model.onnx")
+    export_onnx(model, target)  # verified against sentence-transformers, or raises
+    assert read_export_source(target) == {"weights": weights_fingerprint(model), "format": str(EXPORT_FORMAT),
+                                          "fused": "yes"}
+    ops = _op_types(target)
+    assert {"Attention", "EmbedLayerNormalization", "SkipLayerNormalization"} <= ops and "Softmax" not in ops
+    assert os.path.isdir(tmp_path) and sorted(os.listdir(tmp_path)) == ["model.onnx", "model.onnx.source"]
+
+    # idempotent: a current export is left alone
+    mtime = os.stat(target).st_mtime_ns
+    assert embedder_module.main(["export-onnx", "--target", target]) == 0
+    assert "already present and current" in capsys.readouterr().out and os.stat(target).st_mtime_ns == mtime
+
+    # an export of the old format (its .source holds only the weights fingerprint) is still loadable,
+    # but export-onnx re-makes it; when fusion fails, the verified unfused graph is kept
+    with open(target + ".source", "w") as f:
+        f.write(weights_fingerprint(model) + "\n")
+    assert read_export_source(target)["format"] == "1"
+    assert not export_is_current(model, target) and export_is_current(model, target, any_format=True)
+
+    def broken_fusion(*args: Any, **kwargs: Any) -> dict[str, int]:
+        raise RuntimeError("optimizer exploded")
+
+    monkeypatch.setattr(embedder_module, "_fuse_onnx", broken_fusion)
+    assert embedder_module.main(["export-onnx", "--target", target]) == 0
+    assert "exported and verified (unfused)" in capsys.readouterr().out
+    assert read_export_source(target)["fused"] == "no" and export_is_current(model, target)
+    ops = _op_types(target)
+    assert "Attention" not in ops and "Softmax" in ops
+    texts = ["hi", "Translate from English to German: the invoice is attached.", "word " * 300]
+    unfused = Embedder(model, backend="onnx", onnx_path=target, memo_size=0).embed_batch(texts)
+    reference = Embedder(model, backend="torch", memo_size=0).embed_batch(texts)
+    assert np.min(np.sum(unfused * reference, axis=1)) > 0.9999
+
+
+def test_single_text_path_matches_padded_batches(embedder) -> None:
+    texts = ["hi", "Reset my password please", "Summarize this support ticket in two sentences: " + EMAIL,
+             "word " * 300]
+    batch = embedder.embed_batch(texts + ["a much longer neighbour that forces padding " * 4])[: len(texts)]
+    fresh = Embedder(backend=embedder.backend or "auto", memo_size=0)
+    for i, text in enumerate(texts):
+        single = fresh.embed(text)
+        assert single.dtype == np.float32 and single.shape == (384,) and not single.flags.writeable
+        assert float(single @ batch[i]) > 0.99999, text[:40]
+    # fits() tokenizes long texts; the embed that follows reuses those ids and gets the same vector
+    long_text = "Please summarize: " + EMAIL * 2
+    expected = fresh.embed(long_text)
+    assert len(long_text) > 254 and fresh.fits(long_text)
+    again = fresh.embed(long_text)
+    assert float(again @ expected) > 0.99999
+    assert fresh.token_length("hello world") == 4 and float(fresh.embed(long_text) @ expected) > 0.99999
