@@ -13,9 +13,14 @@ and the guards run, as they do in production. Prints a markdown table.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
+
+# As bin/start.sh sets for the server: one BLAS thread, so idle BLAS threads do not spin against the embedder.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
 import resource
 import statistics
 import sys
@@ -108,6 +113,41 @@ def semantic_lookups(index: SemanticIndex, scope: str, emb: Embedder, queries: l
     return timed(lambda: index.lookup(scope, next(fresh)), n)
 
 
+def server_lookups(index: SemanticIndex, scope: str, queries: list[str], n: int) -> list[float]:
+    """Timings of whole lookups as the gateway does them under gunicorn: the vector comes from the machine's
+    embedding server (lib/cache/embed_server.py, started here the way the gunicorn master starts it)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from lib.cache.embed_server import EmbeddingUnavailable, RemoteEmbedder
+
+    sock = os.path.join(tempfile.mkdtemp(prefix="bench-embed-"), "embed.sock")
+    proc = subprocess.Popen([sys.executable, "-m", "lib.cache.embed_server", "--socket", sock],
+                            cwd=str(Path(__file__).resolve().parents[1]), stderr=subprocess.DEVNULL)
+    try:
+        remote = RemoteEmbedder(sock)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                remote.embed("warm up")
+                break
+            except EmbeddingUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        fresh = iter(queries * 2)
+
+        def one() -> None:
+            text = next(fresh)
+            index.lookup(scope, text, vector=remote.embed(text))
+
+        return timed(one, n)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000,10000,100000")
@@ -197,6 +237,9 @@ def main() -> int:
                                      "(alternating with the baseline)", new_s))
                     lines.append(row("semantic lookup incl. embedding, baseline export, 10,000 entries", base_s))
                     index.embedder = emb
+                lines.append(row("semantic lookup incl. embedding through the embedding server (what a gunicorn "
+                                 "worker does: Unix socket, server's default threads), 10,000 entries",
+                                 server_lookups(index, scope, queries, n_embed)))
                 kept = (index, scope)
             else:
                 redis.delete(*index.keys_for(scope))

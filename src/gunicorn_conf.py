@@ -89,8 +89,10 @@ def _start_embedder(server, configured):  # noqa: ANN001
     if configured("EMBED_SOCKET"):
         return  # an embedding server is already provided
     path = os.path.join(tempfile.mkdtemp(prefix="aiproxy-embed-"), "embed.sock")
-    proc = subprocess.Popen([sys.executable, "-m", "lib.cache.embed_server", "--socket", path],
-                            cwd=os.getcwd(), start_new_session=True)
+    # Same process group as the master (a signal to the group reaches it too); it also exits by itself when
+    # the master goes away without running on_exit.
+    proc = subprocess.Popen([sys.executable, "-m", "lib.cache.embed_server", "--socket", path,
+                             "--parent-pid", str(os.getpid())], cwd=os.getcwd())
     os.environ["EMBED_SOCKET"] = path
     server._aiproxy_embedder = proc
     server.log.info("started the embedding server (pid %s) at %s", proc.pid, path)
