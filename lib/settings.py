@@ -49,7 +49,6 @@ class Settings(BaseModel):
     redis_url: str | None = None
     redis_prefix: str = "aiproxy:"
     master_key: str | None = None
-    master_key_generated: bool = False
     openai_api_keys: tuple[str, ...] = ()
     openai_base_url: str = DEFAULT_OPENAI_BASE_URL
     anthropic_api_key: str | None = None
@@ -167,7 +166,6 @@ class Settings(BaseModel):
             "redis_url": get("REDIS_URL"),
             "redis_prefix": get("REDIS_PREFIX") or "aiproxy:",
             "master_key": get("AIPROXY_MASTER_KEY"),
-            "master_key_generated": _truthy(get("AIPROXY_MASTER_KEY_GENERATED"), False),
             "openai_api_keys": openai_keys,
             "openai_base_url": get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL,
             "anthropic_api_key": get("ANTHROPIC_API_KEY"),

@@ -182,7 +182,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings = settings.model_copy(update={"redis_url": embedded.url})
     if not settings.master_key:
         generated = "sk-aip-master-" + secrets.token_urlsafe(24)
-        settings = settings.model_copy(update={"master_key": generated, "master_key_generated": True})
+        settings = settings.model_copy(update={"master_key": generated})
         print(f"AI Proxy: AIPROXY_MASTER_KEY is unset; generated a master key for this run: {generated}",
               file=sys.stderr, flush=True)
     assert settings.redis_url

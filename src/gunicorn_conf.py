@@ -58,7 +58,6 @@ def on_starting(server):  # noqa: ANN001 - gunicorn hook signature
             configured("ENVIRONMENT_TYPE") and configured("DNS_RECORD")):
         key = "sk-aip-master-" + secrets.token_urlsafe(24)
         os.environ["AIPROXY_MASTER_KEY"] = key
-        os.environ["AIPROXY_MASTER_KEY_GENERATED"] = "1"
         print(f"AI Proxy: AIPROXY_MASTER_KEY is unset; generated a master key for this run: {key}",
               file=sys.stderr, flush=True)
 
