@@ -180,13 +180,23 @@ class Gateway:
         return hit, lookup
 
     def _replay(self, ctx: RequestContext, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        parts: list[str] = []
         try:
-            yield from chunks
+            for chunk in chunks:
+                for choice in chunk.get("choices") or []:
+                    parts.append((choice.get("delta") or {}).get("content") or "")
+                yield chunk
         except GeneratorExit:
-            ctx.client_disconnected = True
+            ctx.client_disconnected, ctx.status, ctx.error_code = True, 499, "client_disconnected"
             raise
         finally:
+            self._log_streamed_text(ctx, "".join(parts))
             self.finish(ctx)
+
+    def _log_streamed_text(self, ctx: RequestContext, text: str) -> None:
+        """A stream's log record keeps the text it actually sent (cut like any logged body)."""
+        if self.settings.log_bodies and ctx.response_body is None:
+            ctx.response_body = body_snapshot(text, self.settings.log_body_max_chars)
 
     def _relay(self, ctx: RequestContext, req: ChatCompletionRequest, upstream: Iterator[dict[str, Any]],
                first: dict[str, Any] | None, lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
@@ -248,6 +258,7 @@ class Gateway:
             raise
         finally:
             _close(upstream)
+            self._log_streamed_text(ctx, "".join(parts))
             self.finish(ctx)
 
     def embed(self, ctx: RequestContext, req: Any) -> dict[str, Any]:

@@ -55,3 +55,16 @@ def test_usage_counts(client, admin):
     assert admin_view["totals"]["requests"] == 4
     assert_error(client.get("/api/usage?start=yesterday", headers=h), 400, "invalid_value")
     assert_error(client.get("/admin/usage", headers=h), 401, "invalid_api_key")
+
+
+def test_streamed_answer_text_is_logged(client, admin):
+    key = admin.create_key()["key"]
+    resp = client.post(URL, json=chat_body(stream=True), headers={"Authorization": f"Bearer {key}"})
+    events = [b[6:] for b in resp.get_data(as_text=True).split("\n\n") if b.startswith("data: ")]
+    import json as _json
+
+    text = "".join(_json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1])
+    pid = resp.headers["x-aiproxy-id"]
+    resp.close()
+    rec = client.get(f"/api/logs/{pid}", headers={"Authorization": f"Bearer {key}"}).get_json()
+    assert rec["stream"] is True and rec["response_body"] == text and rec["request_body"]
