@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from lib import errors
-from lib.cache.service import Hit, Lookup, replay_completion, replay_stream
+from lib.cache.service import Hit, Lookup, assemble, replay_completion, replay_stream
 from lib.context import RequestContext
 from lib.providers.base import Provider, make_chunk, make_usage, text_of
 from lib.router import Route, Router
@@ -235,8 +235,6 @@ class Gateway:
             if self.accounting is not None:
                 self.accounting.price(ctx)
             if lookup is not None and self.cache is not None and text_only and finish_reason:
-                from lib.cache.service import assemble
-
                 self.cache.store(ctx, lookup, assemble("".join(parts), finish_reason, ctx.model or "",
                                                        ctx.prompt_tokens, ctx.completion_tokens))
             if include_usage:
