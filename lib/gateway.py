@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from lib import errors
+from lib.accounting import Accounting
 from lib.cache.service import Hit, Lookup, assemble, replay_completion, replay_stream
 from lib.context import RequestContext
 from lib.providers.base import Provider, make_chunk, make_usage, text_of
@@ -44,9 +45,9 @@ class Gateway:
         settings: Settings,
         router: Router,
         providers: dict[str, Provider],
+        accounting: Accounting,
         recorder: Callable[[RequestContext], None] | None = None,
         limits: Any = None,
-        accounting: Any = None,
         cache: Any = None,
         policy: Any = None,
         clock: Callable[[], float] = time.monotonic,
@@ -117,8 +118,7 @@ class Gateway:
         result["model"] = ctx.model
         result["proxy_id"] = ctx.proxy_id
         self._take_usage(ctx, req, result.get("usage"), _completion_text(result))
-        if self.accounting is not None:
-            self.accounting.price(ctx)
+        self.accounting.price(ctx)
         if lookup is not None and self.cache is not None:
             self.cache.store(ctx, lookup, result)
         return result
@@ -232,8 +232,7 @@ class Gateway:
                     yield out
                 chunk = next(upstream, None)
             self._take_usage(ctx, req, usage, "".join(parts))
-            if self.accounting is not None:
-                self.accounting.price(ctx)
+            self.accounting.price(ctx)
             if lookup is not None and self.cache is not None and text_only and finish_reason:
                 self.cache.store(ctx, lookup, assemble("".join(parts), finish_reason, ctx.model or "",
                                                        ctx.prompt_tokens, ctx.completion_tokens))
@@ -269,7 +268,7 @@ class Gateway:
                                       code="unsupported_model")
         ctx.model = targets[0].model
         if self.limits is not None:
-            counted = sum(tokens_of(t, ctx.model) for t in req.texts()) if self.accounting else 0
+            counted = sum(tokens_of(t, ctx.model) for t in req.texts())
             self.limits.reserve_tokens(ctx, counted, 0, [t.model for t in targets])
         body = req.model_dump(exclude_none=True)
         target, result = self._first_answer(ctx, targets, lambda t, remaining: t.provider.embed(  # type: ignore[attr-defined]
@@ -279,10 +278,9 @@ class Gateway:
         usage = result.get("usage") or {}
         ctx.prompt_tokens = int(usage.get("prompt_tokens") or 0)
         ctx.usage_source = "provider" if usage else "counted"
-        if not usage and self.accounting is not None:
+        if not usage:
             ctx.prompt_tokens = sum(tokens_of(t, ctx.model or req.model) for t in req.texts())
-        if self.accounting is not None:
-            self.accounting.price(ctx)
+        self.accounting.price(ctx)
         result["model"] = ctx.model
         result["proxy_id"] = ctx.proxy_id
         return result
@@ -328,14 +326,8 @@ class Gateway:
             ctx.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             ctx.completion_tokens = int(usage.get("completion_tokens") or 0)
             ctx.usage_source = "provider"
-        elif self.accounting is not None:
-            ctx.prompt_tokens, ctx.completion_tokens = self.accounting.count(req, completion_text, ctx.model)
-            ctx.usage_source = "counted"
         else:
-            ctx.prompt_tokens = sum(len(text_of(m.content if isinstance(m.content, str) else
-                                                [p.model_dump() for p in m.content or []]).split())
-                                    for m in req.messages)
-            ctx.completion_tokens = len(completion_text.split())
+            ctx.prompt_tokens, ctx.completion_tokens = self.accounting.count(req, completion_text, ctx.model)
             ctx.usage_source = "counted"
 
     def finish(self, ctx: RequestContext) -> None:
@@ -343,7 +335,7 @@ class Gateway:
         if ctx.finished:
             return
         ctx.finished = True
-        if self.accounting is not None and not ctx.cache_hit and not ctx.priced:
+        if not ctx.cache_hit and not ctx.priced:
             self.accounting.price(ctx)
         if self.limits is not None and ctx.reservation is not None:
             try:
