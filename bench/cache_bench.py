@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from lib.redis_store import start_embedded_redis  # noqa: E402
+from lib.store import start_embedded_redis  # noqa: E402
 from tests.e2e.server import ServerProcess  # noqa: E402
 
 MASTER = "bench-master-key-0123456789-abcdefghij"

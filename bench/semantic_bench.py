@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from lib import redis_store  # noqa: E402
+from lib import store as redis_store  # noqa: E402
 from lib.cache.embedder import Embedder, default_onnx_path, find_model_path  # noqa: E402
 from lib.cache.semantic import DEFAULT_THRESHOLD, SemanticIndex  # noqa: E402
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import pricing, tokens  # noqa: E402
+from lib.accounting import pricing, tokens  # noqa: E402
 
 PARAGRAPH = (
     "The gateway counts tokens locally when the provider reports no usage, prices them from data, and keeps "

@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import redis_store  # noqa: E402
-from lib.requestlog import RequestRecord  # noqa: E402
-from lib.usage import UsageStore, utc_day  # noqa: E402
+from lib import store as redis_store  # noqa: E402
+from lib.records.requestlog import RequestRecord  # noqa: E402
+from lib.records.usage import UsageStore, utc_day  # noqa: E402
 
 MODELS = [
     ("gpt-4o-mini", "openai", Decimal("0.00015"), Decimal("0.0006")),

@@ -20,7 +20,7 @@ from lib.cache.service import Hit, Lookup, assemble, replay_completion, replay_s
 from lib.context import RequestContext
 from lib.providers.base import Provider, make_chunk, make_usage, text_of
 from lib.router import Route, Router
-from lib.schemas import ChatCompletionRequest
+from lib.protocols.chat import ChatCompletionRequest
 from lib.settings import Settings
 
 log = logging.getLogger("aiproxy.gateway")
@@ -259,7 +259,7 @@ class Gateway:
             self.finish(ctx)
 
     def embed(self, ctx: RequestContext, req: Any) -> dict[str, Any]:
-        """Answer an embeddings request (``lib.schemas.EmbeddingRequest``) through routing, limits and
+        """Answer an embeddings request (``lib.protocols.chat.EmbeddingRequest``) through routing, limits and
         fallbacks. Returns OpenAI's ``list`` of embeddings (with ``proxy_id``). Raises ``GatewayError``."""
         ctx.requested_model = req.model
         targets = [t for t in self.targets(ctx, req.model) if hasattr(t.provider, "embed")]
@@ -350,7 +350,7 @@ class Gateway:
 
 
 def tokens_of(text: str, model: str) -> int:
-    from lib.tokens import count_tokens
+    from lib.accounting.tokens import count_tokens
 
     return count_tokens(text, model)
 

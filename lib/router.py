@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from lib import errors
+from lib import DATA_DIR, errors
 
-BUILTIN_MODELS = Path(__file__).parent / "data" / "models.yaml"
+BUILTIN_MODELS = DATA_DIR / "models.yaml"
 KNOWN_PROVIDERS = ("openai", "anthropic", "gemini", "sandbox")
 
 

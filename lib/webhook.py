@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lib import errors
-from lib.schemas import ChatCompletionRequest, parse_chat_request
+from lib.protocols.chat import ChatCompletionRequest, parse_chat_request
 
 INSTRUCTIONS = {
     "summary": "Summarise the following text in a few clear sentences{lang}.",

@@ -13,27 +13,27 @@ import httpx
 import redis
 from flask import Flask, Response, g, request
 
-from lib import redis_store
+from lib import store as redis_store
 from lib.context import RequestContext
 from lib.gateway import Gateway
 from lib.keys import KeyStore
 from lib.metrics import Metrics
 from lib.providers import build_providers
 from lib.providers.base import ProviderConfig
-from lib import tokens
+from lib.accounting import tokens
 from lib.errors import ServiceUnavailable
 from lib.accounting import Accounting
-from lib.auththrottle import AuthThrottle
+from lib.limits.auththrottle import AuthThrottle
 from lib.cache.exact import ExactCache
 from lib.cache.service import CacheService
 from lib.policy import Policy
-from lib.pricing import PriceBook
-from lib.quota import Quota
-from lib.ratelimit import Limiter
-from lib.requestlog import RequestRecord, billing_line
+from lib.accounting.pricing import PriceBook
+from lib.limits.quota import Quota
+from lib.limits.ratelimit import Limiter
+from lib.records.requestlog import RequestRecord, billing_line
 from lib.router import Router
 from lib.settings import Settings
-from lib.usage import UsageStore
+from lib.records.usage import UsageStore
 
 log = logging.getLogger("aiproxy")
 

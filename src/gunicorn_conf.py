@@ -35,7 +35,7 @@ def on_starting(server):  # noqa: ANN001 - gunicorn hook signature
     _validate_settings()
     from dotenv import dotenv_values
 
-    from lib import redis_store
+    from lib import store as redis_store
 
     file_env = dotenv_values("config.txt") if os.path.isfile("config.txt") else {}
 

@@ -1,5 +1,5 @@
 """A real local Redis Cluster for tests: 3 masters, no replicas, on loopback, from the same ``redis-server``
-binary ``lib.redis_store.find_redis_server()`` finds.
+binary ``lib.store.find_redis_server()`` finds.
 
 ``start_cluster()`` returns a ``LocalCluster`` (a ``redis.cluster.RedisCluster`` client and ``stop()``). Slots
 are assigned with ``redis-cli --cluster create`` when a ``redis-cli`` sits next to the server binary, else
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from lib.redis_store import find_redis_server
+from lib.store import find_redis_server
 
 SLOTS = 16384
 
@@ -59,7 +59,7 @@ class LocalCluster:
 
     @property
     def url(self) -> str:
-        """A URL ``lib.redis_store.connect`` turns into a ``RedisCluster``."""
+        """A URL ``lib.store.connect`` turns into a ``RedisCluster``."""
         return f"redis+cluster://127.0.0.1:{self.ports[0]}"
 
     def new_client(self) -> RedisCluster:

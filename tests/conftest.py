@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from lib import redis_store  # noqa: E402
+from lib import store as redis_store  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ def main() -> int:
     socket.getaddrinfo = _deny  # type: ignore[assignment]
     sys.path.insert(0, str(ROOT))
 
-    from lib import tokens
+    from lib.accounting import tokens
 
     for name in ("cl100k_base", "o200k_base"):
         encoding = tokens.load_encoding(name)

@@ -1,7 +1,7 @@
 """What every provider adapter implements, and the helpers they share.
 
 A provider takes an OpenAI-shaped chat request (a plain ``dict`` already validated by
-``lib.schemas``) and returns OpenAI-shaped results:
+``lib.protocols.chat``) and returns OpenAI-shaped results:
 
 - ``complete(body, model=..., timeout=...)`` → a ``chat.completion`` dict;
 - ``stream(body, model=..., timeout=...)`` → an iterator of ``chat.completion.chunk`` dicts. The

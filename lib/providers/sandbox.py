@@ -42,7 +42,7 @@ class SandboxProvider:
                  count_prompt: Callable[[list[dict[str, Any]], str], int] | None = None) -> None:
         self._tokenize = tokenize or _word_tokens
         if count_prompt is None:
-            from lib.tokens import count_chat_tokens
+            from lib.accounting.tokens import count_chat_tokens
 
             count_prompt = count_chat_tokens
         self._count_prompt = count_prompt

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 from flask import Blueprint, Response, request
 
 from lib.gateway import body_snapshot
-from lib.schemas import parse_chat_request
+from lib.protocols.chat import parse_chat_request
 from src.http import authenticate, context, json_response, read_json, services
 
 bp = Blueprint("chat", __name__)
@@ -124,7 +124,7 @@ def webhook() -> Response:
 @bp.post("/v1/embeddings")
 def embeddings() -> Response:
     """OpenAI embeddings, passed to the provider that serves the model (sandbox vectors offline)."""
-    from lib.schemas import parse_embedding_request
+    from lib.protocols.chat import parse_embedding_request
 
     svc = services()
     ctx = context("embeddings", logged=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from lib.redis_store import free_port
+from lib.store import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 START = ROOT / "bin" / "start.sh"

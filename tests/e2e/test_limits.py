@@ -12,9 +12,9 @@ import httpx
 import openai
 import pytest
 
-from lib import tokens
-from lib.pricing import PriceBook, to_micros
-from lib.redis_store import start_embedded_redis
+from lib.accounting import tokens
+from lib.accounting.pricing import PriceBook, to_micros
+from lib.store import start_embedded_redis
 from tests.e2e.conftest import MASTER, PROVIDER_KEYS
 from tests.e2e.server import ServerProcess
 

@@ -1,4 +1,4 @@
-"""lib.auththrottle against a real Redis: failures per IP, a moving window, other IPs untouched."""
+"""lib.limits.auththrottle against a real Redis: failures per IP, a moving window, other IPs untouched."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from lib import redis_store
-from lib.auththrottle import AuthThrottle
+from lib import store as redis_store
+from lib.limits.auththrottle import AuthThrottle
 from lib.errors import RateLimited, ServiceUnavailable
 
 

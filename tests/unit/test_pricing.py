@@ -1,4 +1,4 @@
-"""lib.pricing: exact Decimal costs from the price book, snapshot fallback, unpriced flagging, micros."""
+"""lib.accounting.pricing: exact Decimal costs from the price book, snapshot fallback, unpriced flagging, micros."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lib import pricing
-from lib.pricing import CostResult, PriceBook, estimate_cost, from_micros, to_micros
+from lib.accounting import pricing
+from lib.accounting.pricing import CostResult, PriceBook, estimate_cost, from_micros, to_micros
 
 ROUTER_MODELS = [
     "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4-turbo", "gpt-4", "gpt-3.5-turbo",

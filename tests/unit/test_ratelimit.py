@@ -1,4 +1,4 @@
-"""lib.ratelimit against a real Redis: exact rpm/tpm/budget under concurrency, settle/release, periods, expiry,
+"""lib.limits.ratelimit against a real Redis: exact rpm/tpm/budget under concurrency, settle/release, periods, expiry,
 headers, and Redis outages. The ``run_*`` scenarios are reused against a Redis Cluster in
 test_ratelimit_cluster.py."""
 
@@ -18,9 +18,9 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from lib import redis_store
+from lib import store as redis_store
 from lib.errors import BudgetExceeded, RateLimited, ServiceUnavailable
-from lib.ratelimit import FailMode, Limiter, Reservation, format_duration, period_bounds, usd
+from lib.limits.ratelimit import FailMode, Limiter, Reservation, format_duration, period_bounds, usd
 
 T0 = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc).timestamp()
 

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from lib import redis_store
-from lib.auththrottle import AuthThrottle
+from lib import store as redis_store
+from lib.limits.auththrottle import AuthThrottle
 from lib.errors import RateLimited, ServiceUnavailable
-from lib.ratelimit import Limiter
+from lib.limits.ratelimit import Limiter
 from tests.cluster import LocalCluster, start_cluster
 from tests.unit import test_ratelimit as scenarios
 

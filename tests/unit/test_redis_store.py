@@ -1,4 +1,4 @@
-"""``lib.redis_store``: the private Redis and the client factory."""
+"""``lib.store``: the private Redis and the client factory."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import concurrent.futures
 
 import redis
 
-from lib import redis_store
+from lib import store as redis_store
 
 
 def test_embedded_redis_starts_answers_and_stops():

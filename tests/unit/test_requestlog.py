@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from lib.requestlog import (
+from lib.records.requestlog import (
     RequestRecord,
     billing_line,
     micros_to_usd,

@@ -1,7 +1,7 @@
-"""lib.tokens: exact tiktoken counts from local files, OpenAI's chat formula, images, tools, long input.
+"""lib.accounting.tokens: exact tiktoken counts from local files, OpenAI's chat formula, images, tools, long input.
 
 The expected counts below are literals. They were computed once with ``bpe_openai`` (a separate Rust
-BPE implementation with its own tables), which agreed token-for-token with lib.tokens; the token ids
+BPE implementation with its own tables), which agreed token-for-token with lib.accounting.tokens; the token ids
 and chat totals come from OpenAI's cookbook "How to count tokens with tiktoken" (chat totals there
 were confirmed against the live API).
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from lib import tokens
-from lib.tokens import count_chat_tokens, count_tokens, encoding_name_for, image_tokens, is_approximate
+from lib.accounting import tokens
+from lib.accounting.tokens import count_chat_tokens, count_tokens, encoding_name_for, image_tokens, is_approximate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,7 +130,7 @@ def test_works_offline_with_an_empty_tiktoken_cache(tmp_path: Path) -> None:
         "socket.socket.connect_ex = blocked\n"
         "socket.create_connection = blocked\n"
         "socket.getaddrinfo = blocked\n"
-        "from lib.tokens import count_tokens\n"
+        "from lib.accounting.tokens import count_tokens\n"
         "print(count_tokens('Hello, world!', 'gpt-4'), count_tokens('antidisestablishmentarianism', 'gpt-4o'))\n"
     )
     env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(cache), "DATA_GYM_CACHE_DIR": str(cache),

@@ -14,10 +14,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from lib import redis_store
+from lib import store as redis_store
 from lib.errors import InvalidValue, ServiceUnavailable
-from lib.requestlog import RequestRecord, usd_to_micros
-from lib.usage import (
+from lib.records.requestlog import RequestRecord, usd_to_micros
+from lib.records.usage import (
     ANONYMOUS,
     LATENCY_BUCKETS_MS,
     UsageStore,

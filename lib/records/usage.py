@@ -17,7 +17,7 @@ The index and the key set are written right after the script, in the same round 
 outside the atomic step: they are idempotent lookups, not accounting.
 
 Counters per (day, model, provider): see ``COUNTERS``; ``cost_micros`` / ``saved_cost_micros`` are integer
-micro-dollars from ``lib.requestlog.usd_to_micros`` (the one money conversion). Latency is a histogram with
+micro-dollars from ``lib.records.requestlog.usd_to_micros`` (the one money conversion). Latency is a histogram with
 the fixed bounds ``LATENCY_BUCKETS_MS``; p50/p95 are *estimates* interpolated linearly inside the bucket
 (as Prometheus' ``histogram_quantile`` does), never more precise than the bucket they fall in. ``usage()``
 reads only these hashes — one pipelined ``HGETALL`` per key-day — and never scans logs, so its cost depends
@@ -42,7 +42,7 @@ import redis as redis_lib
 from redis.cluster import RedisCluster
 
 from lib.errors import InvalidValue, ServiceUnavailable
-from lib.requestlog import CACHE_HITS, RequestRecord, micros_to_usd, quantize_usd, truncate_body, usd_to_micros
+from lib.records.requestlog import CACHE_HITS, RequestRecord, micros_to_usd, quantize_usd, truncate_body, usd_to_micros
 
 log = logging.getLogger("aiproxy.usage")
 

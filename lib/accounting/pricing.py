@@ -43,9 +43,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from lib import DATA_DIR
+
 log = logging.getLogger("aiproxy.pricing")
 
-BUILTIN_PRICING_FILE = Path(__file__).resolve().parent / "data" / "pricing.json"
+BUILTIN_PRICING_FILE = DATA_DIR / "pricing.json"
 _PER = Decimal(1000)
 _MICRO = Decimal("0.000001")
 _SNAPSHOT = re.compile(r"^(?P<base>.+?)-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|\d{3}|latest)$")

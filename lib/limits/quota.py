@@ -1,4 +1,4 @@
-"""Rate limits and budgets as the gateway applies them to one request (``lib.ratelimit`` does the Redis work).
+"""Rate limits and budgets as the gateway applies them to one request (``lib.limits.ratelimit`` does the Redis work).
 
 Before the upstream call: reserve the request (rpm), the prompt's counted tokens plus the output cap (tpm)
 and the worst-case cost (budget), in one atomic script. After it: settle to the real tokens and cost and
@@ -16,9 +16,9 @@ from typing import Callable
 from lib import errors
 from lib.accounting import Accounting
 from lib.context import RequestContext
-from lib.pricing import to_micros
-from lib.ratelimit import Limiter
-from lib.schemas import ChatCompletionRequest
+from lib.accounting.pricing import to_micros
+from lib.limits.ratelimit import Limiter
+from lib.protocols.chat import ChatCompletionRequest
 
 log = logging.getLogger("aiproxy.quota")
 

@@ -30,7 +30,7 @@ from limits.storage.base import Storage
 from limits.strategies import MovingWindowRateLimiter
 
 from lib.errors import RateLimited, ServiceUnavailable
-from lib.ratelimit import STORE_ERRORS
+from lib.limits.ratelimit import STORE_ERRORS
 
 
 class _SharedClientStorage(RedisStorage):

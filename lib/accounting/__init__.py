@@ -1,4 +1,4 @@
-"""Counting and pricing one request: the gateway's view of ``lib.tokens`` and ``lib.pricing``.
+"""Counting and pricing one request: the gateway's view of ``lib.accounting.tokens`` and ``lib.accounting.pricing``.
 
 Usage comes from the provider when it reports one; otherwise (a stream with no usage, a broken stream,
 a client that left mid-way) it is counted locally with tiktoken, and the log says ``usage_source:
@@ -11,10 +11,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from lib import tokens
+from lib.accounting import tokens
 from lib.context import RequestContext
-from lib.pricing import PriceBook
-from lib.schemas import ChatCompletionRequest
+from lib.accounting.pricing import PriceBook
+from lib.protocols.chat import ChatCompletionRequest
 
 
 class Accounting:

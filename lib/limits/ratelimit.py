@@ -14,7 +14,7 @@ last 60 s" to the request, lets ``settle`` rewrite one entry in place, and costs
 n ≤ rpm entries per key (entries carry their token count; a running sum keeps tpm checks O(1)).
 
 Why a script of our own rather than the ``limits`` library (used for the auth throttle in
-``lib.auththrottle``): ``limits`` checks one limit per call. Checking rpm, then tpm, then the budget as
+``lib.limits.auththrottle``): ``limits`` checks one limit per call. Checking rpm, then tpm, then the budget as
 three calls is not atomic — two instances can both pass the budget check and both spend the last dollar —
 and it has no notion of a reservation that is settled later for a different amount.
 

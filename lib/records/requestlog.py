@@ -1,7 +1,7 @@
 """One record per request through the gateway, and the one-line billing fact printed to stdout for it.
 
 Every request — success, error, refusal, cache hit, stream cut off by the client — produces exactly one
-``RequestRecord`` under its ``proxy_id``. ``UsageStore.record`` (``lib/usage.py``) stores it and counts it;
+``RequestRecord`` under its ``proxy_id``. ``UsageStore.record`` (``lib/records/usage.py``) stores it and counts it;
 ``billing_line`` turns it into the JSON line that goes to stdout / CloudWatch.
 
 Money: the gateway accounts in whole micro-dollars. ``usd_to_micros`` is the one conversion (round half up,
