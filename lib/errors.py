@@ -18,7 +18,8 @@
     │   └── LogNotFound            log_not_found
     ├── RateLimited (429 rate_limit_error)       rate_limit_exceeded   (+ Retry-After)
     ├── BudgetExceeded (429 insufficient_quota)  budget_exceeded
-    ├── ServiceUnavailable (503 server_error)    service_unavailable   (our own state store is down)
+    ├── ServiceUnavailable (503 server_error)    service_unavailable
+    │   └── StoreUnavailable                     our own state store (Redis) is unreachable
     └── UpstreamError (502 upstream_error)       upstream_error
         ├── UpstreamBadRequest (400 invalid_request_error)  the provider rejected the request itself
         ├── UpstreamAuthError (502)                          the proxy's provider credentials failed
@@ -27,7 +28,8 @@
         ├── UpstreamUnavailable (503)                        upstream_unavailable (connect failed, not configured)
         └── UpstreamTimeout (504)                            upstream_timeout
 
-Lower-level exceptions (httpx, redis, provider SDKs) are converted into these at one boundary each,
+Lower-level exceptions are converted into these at one boundary each (Redis: ``lib.store.store_errors``;
+httpx and provider SDKs: each adapter's edge),
 with ``raise ... from exc``; raw upstream bodies are logged there, never put in a message.
 """
 
@@ -165,6 +167,10 @@ class ServiceUnavailable(GatewayError):
     status = 503
     type = "server_error"
     code = "service_unavailable"
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """Redis (or Redis Cluster) failed; raised only by ``lib.store.store_errors``."""
 
 
 class UpstreamError(GatewayError):

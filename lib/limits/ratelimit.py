@@ -43,20 +43,17 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
-import redis
-
+from lib.accounting.money import usd_text
 from lib.errors import BudgetExceeded, RateLimited, ServiceUnavailable
+from lib.store import store_errors
 
 log = logging.getLogger("aiproxy.ratelimit")
+_UNREACHABLE = "The rate-limit store is unreachable; please retry shortly."
 
 PERIODS = ("total", "daily", "monthly")
-# What a store outage looks like: redis-py's errors, and RedisCluster's own (no node reachable, slot not covered),
-# which do not derive from RedisError.
-STORE_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, redis.exceptions.RedisClusterException)
 _LUA_DIR = Path(__file__).resolve().parent / "lua"
 _BUDGET_KEY_GRACE_S = 2 * 86400  # daily/monthly counters outlive their period this long (late settles, admin views)
 
@@ -102,13 +99,6 @@ def period_bounds(period: str, now_s: float) -> tuple[str, datetime | None]:
         nxt = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
         return f"m{start:%Y-%m}", nxt
     raise ValueError(f"budget_period must be one of {', '.join(PERIODS)}, not {period!r}")
-
-
-def usd(micros: int) -> str:
-    """``$1.50``, ``$0.000125``: micro-dollars as dollars, at least two decimals and no float rounding."""
-    text = f"{Decimal(micros).scaleb(-6):.6f}".rstrip("0")
-    whole, frac = text.split(".")
-    return f"${whole}.{frac.ljust(2, '0')}"
 
 
 @dataclass(frozen=True)
@@ -257,10 +247,8 @@ class Limiter:
         expire_at = -1 if resets_at is None else int((resets_at.timestamp() + _BUDGET_KEY_GRACE_S) * 1000)
         args = [now_arg, self._window_ms, _opt(rpm), _opt(tpm), tokens, _opt(budget_micros), cost_micros,
                 request_id, self._hold_ttl_ms, expire_at, self._lapsed_keep_ms, int(track_window)]
-        try:
+        with store_errors("reserve", _UNREACHABLE):
             raw = self._reserve(keys=keys, args=args)
-        except STORE_ERRORS as exc:
-            raise _store_down("reserve", exc) from exc
         status, count, used, oldest, retry_rpm, retry_tpm, spent, held, now_ms = (int(v) for v in raw)
         reset_s = max(0.0, (oldest + self._window_ms - now_ms) / 1000) if oldest >= 0 else 0.0
         res = replace(
@@ -339,10 +327,8 @@ class Limiter:
             return
         args = [res.request_id, res.tokens, tokens, res.cost_micros, cost, int(res.tracked_window),
                 int(res.tracked_budget)]
-        try:
+        with store_errors(what, _UNREACHABLE):
             _, budget_state = self._settle(keys=self.key_names(res.key_id, res.period_id), args=args)
-        except STORE_ERRORS as exc:
-            raise _store_down(what, exc) from exc
         if int(budget_state) == 2:
             log.warning("key %s request %s: %s after its budget hold had lapsed (hold_ttl too short?); "
                         "charged %d micro-USD", res.key_id, res.request_id, what, cost)
@@ -356,10 +342,8 @@ class Limiter:
         now_s, now_arg = self._now()
         period_id, resets_at = period_bounds(period, now_s)
         keys = self.key_names(key_id, period_id)
-        try:
+        with store_errors("budget status", _UNREACHABLE):
             spent, reserved, _, _ = (int(v) for v in self._status(keys=[keys[2], keys[3]], args=[now_arg]))
-        except STORE_ERRORS as exc:
-            raise _store_down("budget_status", exc) from exc
         remaining = None if budget_micros is None else max(0, budget_micros - spent - reserved)
         return {"period": period, "period_id": period_id, "budget_micros": budget_micros, "spent_micros": spent,
                 "reserved_micros": reserved, "remaining_micros": remaining,
@@ -390,9 +374,9 @@ class Limiter:
     def _budget_error(self, res: Reservation, now_s: float) -> BudgetExceeded:
         budget = res.budget_micros or 0
         label = {"total": "total", "daily": "daily", "monthly": "monthly"}[res.period]
-        msg = (f"Budget exceeded for key {res.key_id}: {label} budget {usd(budget)}, spent "
-               f"{usd(res.budget_spent_micros or 0)}, reserved by requests in progress "
-               f"{usd(res.budget_reserved_micros or 0)}; this request could cost up to {usd(res.cost_micros)}.")
+        msg = (f"Budget exceeded for key {res.key_id}: {label} budget {usd_text(budget)}, spent "
+               f"{usd_text(res.budget_spent_micros or 0)}, reserved by requests in progress "
+               f"{usd_text(res.budget_reserved_micros or 0)}; this request could cost up to {usd_text(res.cost_micros)}.")
         retry_after = None
         if res.budget_resets_at is not None:
             msg += f" The budget resets at {res.budget_resets_at.isoformat().replace('+00:00', 'Z')}."
@@ -404,8 +388,3 @@ class Limiter:
 
 def _opt(value: int | None) -> int:
     return -1 if value is None else int(value)
-
-
-def _store_down(what: str, exc: Exception) -> ServiceUnavailable:
-    log.warning("rate-limit store error during %s: %r", what, exc)
-    return ServiceUnavailable("The rate-limit store is unreachable; please retry shortly.")

@@ -1,4 +1,4 @@
-"""Pydantic models for the OpenAI chat request, and the one function that turns a JSON body into one.
+"""Pydantic models for the OpenAI chat completions request, and the function that turns a JSON body into one.
 
 Unknown OpenAI parameters are kept (``extra="allow"``) and passed on to providers that understand them,
 so a new OpenAI parameter does not need a proxy release. Everything the proxy itself reads is validated.
@@ -6,12 +6,12 @@ so a new OpenAI parameter does not need a proxy release. Everything the proxy it
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lib import errors
+from lib.protocols import friendly_error
 
 
 class TextPart(BaseModel):
@@ -174,30 +174,6 @@ class ChatCompletionRequest(BaseModel):
 PROXY_ONLY_FIELDS = ("text", "cache", "aiproxy")
 
 
-def _is_union_tag(part: Any) -> bool:
-    """Pydantic puts the union member it tried into error locations (``str``, ``list[int]``, ``FunctionTool``,
-    ``function-after[...]``); OpenAI's ``param`` names only the field path."""
-    text = str(part)
-    return isinstance(part, str) and ("[" in text or text in {"str", "int", "float", "bool", "dict", "list"}
-                                      or text[:1].isupper())
-
-
-def _friendly(exc: ValidationError) -> errors.InvalidRequest:
-    """Turn the first pydantic error into an OpenAI-style 400 with ``param`` set."""
-    first = exc.errors()[0]
-    loc = first.get("loc", ())
-    param = ".".join(str(p) for p in loc if not _is_union_tag(p))
-    kind = first.get("type", "")
-    msg = first.get("msg", "invalid value")
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    if kind == "missing":
-        return errors.MissingField(f"Missing required parameter: '{param}'.", param=param)
-    if param.endswith(".role"):
-        return errors.InvalidValue(f"Invalid value for '{param}': {msg}.", param=param, code="invalid_role")
-    return errors.InvalidValue(f"Invalid value for '{param}': {msg}.", param=param)
-
-
 def parse_chat_request(data: Any) -> ChatCompletionRequest:
     """Validate a decoded JSON body into a ``ChatCompletionRequest``.
 
@@ -222,65 +198,4 @@ def parse_chat_request(data: Any) -> ChatCompletionRequest:
     try:
         return ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
-        raise _friendly(exc) from None
-
-
-def decode_json_body(raw: bytes) -> Any:
-    """Decode request bytes as UTF-8 JSON. Raises ``InvalidJSON`` (400) for bad bytes or bad JSON."""
-    if not raw:
-        raise errors.InvalidJSON("The request body is empty; send a JSON object.")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise errors.InvalidJSON("The request body is not valid UTF-8.", code="invalid_encoding") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise errors.InvalidJSON(
-            f"We could not parse the JSON body of your request ({exc.msg} at line {exc.lineno} column {exc.colno})."
-        ) from None
-
-
-class EmbeddingRequest(BaseModel):
-    """An OpenAI ``/v1/embeddings`` request body."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1, max_length=256)
-    input: str | list[str] | list[StrictInt] | list[list[StrictInt]]  # token ids are integers, never booleans
-    encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(None, ge=1, le=8192)
-    user: str | None = None
-
-    @field_validator("input")
-    @classmethod
-    def _not_empty(cls, v: Any) -> Any:
-        if v == [] or (isinstance(v, list) and any(item == [] for item in v)):
-            raise ValueError("input must not be empty (nor hold an empty list of token ids)")
-        if isinstance(v, list) and len(v) > 2048:
-            raise ValueError("at most 2048 inputs per request")
-        return v
-
-    def texts(self) -> list[str]:
-        """The inputs as strings (token-id inputs are shown as their ids, for counting only)."""
-        if isinstance(self.input, str):
-            return [self.input]
-        return [x if isinstance(x, str) else " ".join(map(str, x if isinstance(x, list) else [x]))
-                for x in self.input]
-
-
-def parse_embedding_request(data: Any) -> EmbeddingRequest:
-    """Validate an embeddings body. Raises ``errors.InvalidRequest`` subclasses (400)."""
-    if not isinstance(data, dict):
-        raise errors.InvalidJSON("The request body must be a JSON object.")
-    for name in ("user", "encoding_format", "dimensions"):  # optional, but not nullable in OpenAI's spec
-        if name in data and data[name] is None:
-            raise errors.InvalidValue(f"Invalid value for '{name}': null is not allowed; leave it out instead.",
-                                      param=name)
-    for name in ("model", "input"):
-        if name not in data:
-            raise errors.MissingField(f"Missing required parameter: '{name}'.", param=name)
-    try:
-        return EmbeddingRequest.model_validate(data)
-    except ValidationError as exc:
-        raise _friendly(exc) from None
+        raise friendly_error(exc) from None

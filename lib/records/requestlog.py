@@ -4,8 +4,8 @@ Every request — success, error, refusal, cache hit, stream cut off by the clie
 ``RequestRecord`` under its ``proxy_id``. ``UsageStore.record`` (``lib/records/usage.py``) stores it and counts it;
 ``billing_line`` turns it into the JSON line that goes to stdout / CloudWatch.
 
-Money: the gateway accounts in whole micro-dollars. ``usd_to_micros`` is the one conversion (round half up,
-per request); the stored log, the billing line and the usage counters all carry that same rounded amount, so
+Money: the gateway accounts in whole micro-dollars (``lib.accounting.money.to_micros``, round half up, per
+request); the stored log, the billing line and the usage counters all carry that same rounded amount, so
 usage totals equal the sum of the logs to the last digit. ``to_json``/``from_json`` themselves keep any
 ``Decimal`` exactly as given.
 """
@@ -16,38 +16,15 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-MICRO_USD = Decimal("0.000001")
+from lib.accounting.money import quantize_usd
+
 _DECIMAL_FIELDS = ("cost_usd", "saved_cost_usd")
 USAGE_SOURCES = ("provider", "counted")
 CACHE_STATES = ("hit-exact", "hit-semantic", "miss", "bypass")
 CACHE_HITS = ("hit-exact", "hit-semantic")
-
-
-def usd_to_micros(amount: Decimal | None) -> int:
-    """Whole micro-dollars in ``amount`` (``None`` → 0), rounded half up. The gateway's only money conversion.
-
-    Raises ``ValueError`` on a non-finite amount.
-    """
-    if amount is None:
-        return 0
-    if not isinstance(amount, Decimal):
-        amount = Decimal(str(amount))
-    if not amount.is_finite():
-        raise ValueError(f"cost is not a finite number: {amount}")
-    return int((amount * 1_000_000).to_integral_value(ROUND_HALF_UP))
-
-
-def micros_to_usd(micros: int) -> Decimal:
-    """The exact ``Decimal`` dollar amount of ``micros`` micro-dollars (six decimal places)."""
-    return (Decimal(int(micros)) / 1_000_000).quantize(MICRO_USD)
-
-
-def quantize_usd(amount: Decimal | None) -> Decimal | None:
-    """``amount`` rounded to whole micro-dollars as ``usd_to_micros`` does; ``None`` stays ``None``."""
-    return None if amount is None else micros_to_usd(usd_to_micros(amount))
 
 
 def truncate_body(text: str | None, max_chars: int) -> str | None:

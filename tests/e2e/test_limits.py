@@ -13,7 +13,8 @@ import openai
 import pytest
 
 from lib.accounting import tokens
-from lib.accounting.pricing import PriceBook, to_micros
+from lib.accounting.money import to_micros
+from lib.accounting.pricing import PriceBook
 from lib.store import start_embedded_redis
 from tests.e2e.conftest import MASTER, PROVIDER_KEYS
 from tests.e2e.server import ServerProcess

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from lib.accounting import pricing
-from lib.accounting.pricing import CostResult, PriceBook, estimate_cost, from_micros, to_micros
+from lib.accounting.money import from_micros, to_micros
+from lib.accounting.pricing import CostResult, PriceBook, estimate_cost
 
 ROUTER_MODELS = [
     "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4-turbo", "gpt-4", "gpt-3.5-turbo",

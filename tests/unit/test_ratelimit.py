@@ -20,7 +20,8 @@ from redis.retry import Retry
 
 from lib import store as redis_store
 from lib.errors import BudgetExceeded, RateLimited, ServiceUnavailable
-from lib.limits.ratelimit import FailMode, Limiter, Reservation, format_duration, period_bounds, usd
+from lib.accounting.money import usd_text as usd
+from lib.limits.ratelimit import FailMode, Limiter, Reservation, format_duration, period_bounds
 
 T0 = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc).timestamp()
 

@@ -8,14 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from lib.records.requestlog import (
-    RequestRecord,
-    billing_line,
-    micros_to_usd,
-    quantize_usd,
-    truncate_body,
-    usd_to_micros,
-)
+from lib.accounting.money import from_micros as micros_to_usd
+from lib.accounting.money import quantize_usd
+from lib.accounting.money import to_micros as usd_to_micros
+from lib.records.requestlog import RequestRecord, billing_line, truncate_body
 
 
 def full_record(**over) -> RequestRecord:

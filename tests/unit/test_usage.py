@@ -16,14 +16,10 @@ from redis.retry import Retry
 
 from lib import store as redis_store
 from lib.errors import InvalidValue, ServiceUnavailable
-from lib.records.requestlog import RequestRecord, usd_to_micros
-from lib.records.usage import (
-    ANONYMOUS,
-    LATENCY_BUCKETS_MS,
-    UsageStore,
-    bucket_index,
-    percentile_from_buckets,
-)
+from lib.accounting.money import to_micros as usd_to_micros
+from lib.records.requestlog import RequestRecord
+from lib.records.histogram import LATENCY_BUCKETS_MS, bucket_index, percentile_from_buckets
+from lib.records.usage import ANONYMOUS, UsageStore
 
 # noon UTC of the real today: the counters' EXPIREAT is absolute, so the fake clock must not be in the past
 _today = datetime.now(timezone.utc).date()
