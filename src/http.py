@@ -9,7 +9,7 @@ from flask import Request, Response, current_app, g, request
 
 from lib import errors
 from lib.context import RequestContext
-from lib.protocols.chat import decode_json_body
+from lib.protocols.body import decode_json_body
 
 ACCEPTED_TYPES = ("application/json", "text/plain", "")
 

@@ -124,7 +124,7 @@ def webhook() -> Response:
 @bp.post("/v1/embeddings")
 def embeddings() -> Response:
     """OpenAI embeddings, passed to the provider that serves the model (sandbox vectors offline)."""
-    from lib.protocols.chat import parse_embedding_request
+    from lib.protocols.embeddings import parse_embedding_request
 
     svc = services()
     ctx = context("embeddings", logged=True)
