@@ -231,22 +231,53 @@ def test_log_groups_have_retention_and_the_key_allows_them() -> None:
             assert any(fnmatch.fnmatchcase(name, _expand(a, {"ServiceName": "aiproxy"})) for a in allowed), name
 
 
-def test_timeouts_agree_with_gunicorn_and_the_app() -> None:
-    """ECS stop timeout > gunicorn graceful_timeout; REQUEST_TIMEOUT < ALB idle timeout < gunicorn keepalive."""
-    import importlib
+def _gunicorn_config(env: dict[str, str]) -> dict[str, float]:
+    """keepalive, graceful_timeout and timeout as gunicorn itself loads them for bin/start.sh's command
+    (``-c src/gunicorn_conf.py``) in an environment ``env`` (GUNICORN_CMD_ARGS overrides the file)."""
+    import os
+    import sys
 
+    code = ("import json, sys\n"
+            "from gunicorn.app.wsgiapp import WSGIApplication\n"
+            "sys.argv = ['gunicorn', '-c', 'src/gunicorn_conf.py', 'src.app:create_app()']\n"
+            "cfg = WSGIApplication('%(prog)s [OPTIONS] [APP_MODULE]').cfg\n"
+            "print(json.dumps({k: getattr(cfg, k) for k in ('keepalive', 'graceful_timeout', 'timeout')}))\n")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN")}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_timeouts_agree_with_gunicorn_and_the_app() -> None:
+    """In every environment, as the task runs: REQUEST_TIMEOUT < ALB idle timeout < gunicorn keepalive (as
+    gunicorn loads it with the task's environment), and ECS stop timeout > gunicorn graceful_timeout. Any
+    IdleTimeoutSeconds the template allows stays below that keepalive."""
     from lib.settings import Settings
 
-    conf = importlib.import_module("src.gunicorn_conf")
+    from tests.infra.cfn import params, task_environment
+
     app = _load(APP_TEMPLATE)
     container = app["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
-    assert container["StopTimeout"] > conf.graceful_timeout
-    request_timeout = Settings.model_fields["request_timeout"].default
-    idle_values = [int(app["Parameters"]["IdleTimeoutSeconds"]["Default"])]
-    idle_values += [int(json.loads(p.read_text())["Parameters"].get("IdleTimeoutSeconds", idle_values[0]))
-                    for p in PARAM_FILES]
-    for idle in idle_values:
-        assert request_timeout < idle < conf.keepalive
+    field = Settings.model_fields["request_timeout"]
+    limits = {type(m).__name__: m for m in field.metadata}
+    for env in ENVIRONMENTS:
+        task_env = task_environment(env)
+        conf = _gunicorn_config({k: v for k, v in task_env.items() if k.startswith("GUNICORN")})
+        assert container["StopTimeout"] > conf["graceful_timeout"]
+        request_timeout = float(task_env.get("REQUEST_TIMEOUT", field.default))
+        assert float(getattr(limits.get("Le"), "le", 3600)) >= request_timeout > 0, "the app would refuse it"
+        idle = int(params(env)["IdleTimeoutSeconds"])
+        assert request_timeout < idle < conf["keepalive"], (env, request_timeout, idle, conf)
+        assert int(app["Parameters"]["IdleTimeoutSeconds"]["MaxValue"]) < conf["keepalive"]
+
+
+def test_production_drains_longer_than_the_slowest_request() -> None:
+    """A deployment must not cut off a non-streamed answer that is still within REQUEST_TIMEOUT."""
+    from tests.infra.cfn import params
+
+    values = params("production")
+    assert int(values["DrainSeconds"]) >= int(values["RequestTimeoutSeconds"])
 
 
 def test_pipeline_names_files_that_exist() -> None:
