@@ -26,6 +26,7 @@ EXAMPLE = {
     "ProductionDnsRecord": "ai.example.com",
     "TestDnsRecord": "ai-test.example.com",
     "DevelopmentDnsRecord": "ai-dev.example.com",
+    "BedrockModelArns": "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0",
 }
 # What !GetAtt X.Arn / !Ref X of the setup stack's own resources stand for in resolved ARNs.
 EXAMPLE_ATTS = {
