@@ -51,6 +51,7 @@ class Gateway:
         cache: Any = None,
         policy: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        on_upstream_error: Callable[[str, str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -61,6 +62,7 @@ class Gateway:
         self.cache = cache
         self.policy = policy
         self._clock = clock
+        self._on_upstream_error = on_upstream_error
 
     # -- before the call ---------------------------------------------------------------------------
     def targets(self, ctx: RequestContext, model: str) -> list[Target]:
@@ -194,9 +196,9 @@ class Gateway:
             self.finish(ctx)
 
     def _log_streamed_text(self, ctx: RequestContext, text: str) -> None:
-        """A stream's log record keeps the text it actually sent (cut like any logged body)."""
+        """A stream's log record keeps the text it actually sent (the store cuts it like any logged body)."""
         if self.settings.log_bodies and ctx.response_body is None:
-            ctx.response_body = body_snapshot(text, self.settings.log_body_max_chars)
+            ctx.response_body = text
 
     def _relay(self, ctx: RequestContext, req: ChatCompletionRequest, upstream: Iterator[dict[str, Any]],
                first: dict[str, Any] | None, lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
@@ -307,6 +309,8 @@ class Gateway:
         ctx.provider, ctx.model = target.provider.name, target.model
         log.warning("proxy_id=%s provider=%s model=%s failed: %s %s", ctx.proxy_id, target.provider.name,
                     target.model, exc.status, exc.code)
+        if self._on_upstream_error is not None:
+            self._on_upstream_error(target.provider.name, exc.code)
         if not exc.retryable:
             raise exc
         return exc
@@ -384,9 +388,9 @@ def _completion_text(result: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def body_snapshot(data: Any, limit: int) -> str | None:
-    """A JSON string of ``data`` cut to ``limit`` characters (for the request log)."""
-    if data is None or limit <= 0:
+def body_text(data: Any) -> str | None:
+    """``data`` as the text a request log keeps (strings as they are, anything else as JSON). Not cut here:
+    ``UsageStore`` cuts every logged body once, to ``LOG_BODY_MAX_CHARS``, saying how long it was."""
+    if data is None:
         return None
-    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[:limit] + "…[truncated]"
+    return data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)

@@ -1,14 +1,18 @@
 """Prometheus metrics (``prometheus-client``), multi-process safe under gunicorn.
 
-With ``PROMETHEUS_MULTIPROC_DIR`` set (``src/gunicorn_conf.py`` sets it before workers start) every worker
-writes its samples to that directory and ``/metrics`` aggregates them; otherwise the default in-process
-registry is used (tests, ``flask run``). Metric objects are created once per process by ``Metrics()``.
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``bin/start.sh`` sets it for gunicorn's workers; the setting
+``prometheus_multiproc_dir`` carries it here) every worker writes its samples to that directory and
+``/metrics`` aggregates them; otherwise a private in-process registry is used (tests). Metric objects are
+created once per app by ``Metrics(...)``.
+
+Label values are bounded: a ``model`` label is passed through ``model_label`` (the gateway maps names it
+does not know — anything a client can make up and a prefix route accepts — to ``other``), so a client cannot
+grow the time series without bound.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -19,8 +23,10 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 class Metrics:
     """The gateway's metrics. One instance per app; a private registry unless running multi-process."""
 
-    def __init__(self) -> None:
-        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    def __init__(self, multiprocess_dir: str | None = None,
+                 model_label: Callable[[str], str] | None = None) -> None:
+        self.multiprocess = bool(multiprocess_dir)
+        self._model_label = model_label or (lambda name: name)
         # In multi-process mode samples go to files; a private registry keeps tests' apps independent.
         self.registry = None if self.multiprocess else CollectorRegistry()
         kw: dict[str, Any] = {} if self.multiprocess else {"registry": self.registry}
@@ -50,13 +56,21 @@ class Metrics:
         self.latency.labels(ctx.endpoint, provider).observe(ctx.elapsed_ms() / 1000.0)
         if ctx.ttfb_ms is not None:
             self.ttfb.labels(provider).observe(ctx.ttfb_ms / 1000.0)
-        model = ctx.model or "-"
+        model = self._model_label(ctx.model) if ctx.model else "-"
         if ctx.prompt_tokens:
             self.tokens.labels("input", model).inc(ctx.prompt_tokens)
         if ctx.completion_tokens:
             self.tokens.labels("output", model).inc(ctx.completion_tokens)
         if ctx.cost_usd:
             self.cost.labels(model).inc(float(ctx.cost_usd))
+
+    def unpriced_model(self, model: str) -> None:
+        """Count one cost asked for a model with no price (the price book's ``on_unpriced`` hook)."""
+        self.unpriced.labels(self._model_label(model)).inc()
+
+    def upstream_failed(self, provider: str, code: str) -> None:
+        """Count one failed upstream attempt (fallbacks and key rotation included)."""
+        self.upstream_errors.labels(provider, code).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

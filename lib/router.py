@@ -1,7 +1,8 @@
 """Model routing: which provider serves a model name, under which upstream name, with which fallbacks.
 
 The table comes from ``lib/data/models.yaml`` merged with the deployment's ``MODELS_FILE`` (YAML or
-JSON). Names not in the table are routed by family prefix (``claude-`` → anthropic, ...). A name that
+JSON). Names not in the table are routed by family prefix: each provider type declares its own
+(``ProviderType.prefixes``: ``claude-`` → anthropic, ...), and the models file may add more. A name that
 matches nothing is ``404 model_not_found``.
 """
 
@@ -10,14 +11,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
 from lib import DATA_DIR, errors
 
 BUILTIN_MODELS = DATA_DIR / "models.yaml"
-KNOWN_PROVIDERS = ("openai", "anthropic", "gemini", "sandbox")
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,22 @@ class Router:
         self._prefixes = sorted(prefixes.items(), key=lambda kv: -len(kv[0]))
 
     @classmethod
-    def load(cls, path: str | None = None, providers: tuple[str, ...] = KNOWN_PROVIDERS) -> "Router":
-        """Build the router from the built-in table and ``path`` (optional). Raises ``ValueError`` on a bad file."""
+    def load(cls, path: str | None = None, providers: Mapping[str, Any] | None = None) -> "Router":
+        """Build the router from the built-in table and ``path`` (optional).
+
+        ``providers`` maps each servable instance name to its provider type (default: the registry's types,
+        one default instance each); the types' ``prefixes`` route to the instance of the same name. Raises
+        ``ValueError`` on a bad file or a name it gives that no instance has.
+        """
+        if providers is None:
+            from lib.providers import REGISTRY
+
+            providers = REGISTRY
         builtin = _read(BUILTIN_MODELS)
         models: dict[str, Any] = dict(builtin.get("models") or {})
-        prefixes: dict[str, str] = dict(builtin.get("prefixes") or {})
+        prefixes: dict[str, str] = {prefix: name for name, kind in providers.items() if hasattr(kind, "prefixes")
+                                    and kind.name == name for prefix in kind.prefixes}
+        prefixes.update(builtin.get("prefixes") or {})
         if path:
             custom = _read(Path(path))
             if custom.get("include_defaults", True) is False:

@@ -21,13 +21,14 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Mapping
 
+from lib.providers import REGISTRY
+
 log = logging.getLogger("aiproxy.secrets")
 
+# The master key, each provider type's key variable (declared by the type, lib.providers.registry), Honeybadger.
 SECRET_ENV_NAMES: tuple[str, ...] = (
     "AIPROXY_MASTER_KEY",
-    "OPENAI_API_KEYS",
-    "ANTHROPIC_API_KEY",
-    "GEMINI_API_KEY",
+    *(name for kind in REGISTRY.values() for name in kind.secret_env_names),
     "HONEYBADGER_API_KEY",
 )
 

@@ -100,13 +100,16 @@ class EmbeddedRedis:
     workdir: str
 
     def stop(self) -> None:
-        """Stop the server (idempotent)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        """Stop the server (idempotent: a process already gone is fine)."""
+        try:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+        except ProcessLookupError:
+            pass
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

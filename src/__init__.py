@@ -1,5 +1,5 @@
-"""The Flask app: HTTP only. Parsing, calling ``lib``, serializing; no gateway logic lives here."""
+"""The Flask app: HTTP only. Parsing, calling ``lib``, serializing; no gateway logic lives here.
 
-from src.app import create_app
-
-__all__ = ["create_app"]
+``src.app.create_app`` is the factory; ``src.serve`` runs it under gunicorn. Nothing is imported here, so
+``python -m src.serve`` can let gevent patch the standard library before anything else loads.
+"""

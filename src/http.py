@@ -15,7 +15,7 @@ ACCEPTED_TYPES = ("application/json", "text/plain", "")
 
 
 def services() -> Any:
-    """The app's collaborators (``src.app.Services``)."""
+    """The app's collaborators (``lib.services.Services``)."""
     return current_app.extensions["aiproxy"]
 
 

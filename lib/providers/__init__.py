@@ -1,39 +1,55 @@
-"""Provider adapters and their registry.
+"""Provider adapters and the registry of provider types.
 
-Adding a provider is one new module exposing a class with the ``Provider`` interface
-(``name``, ``configured()``, ``complete()``, ``stream()``; see ``lib.providers.base``), built as
-``Cls(config: ProviderConfig, http: httpx.Client)``, plus one line in ``REGISTRY``.
+Adding a provider type is one new module here — an adapter class with the ``Provider`` interface
+(``lib.providers.base``) built as ``Cls(config: ProviderConfig, http: httpx.Client)``, ending with
+``TYPE = ProviderType(...)`` (``lib.providers.registry``) — plus one line in ``REGISTRY`` below. Settings,
+secrets, routing, the start-up report and the conformance tests read everything else from the type.
 """
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import httpx
 
-from lib.providers.anthropic import AnthropicProvider
-from lib.providers.base import Provider, ProviderConfig
-from lib.providers.gemini import GeminiProvider
-from lib.providers.openai_provider import OpenAIProvider
-from lib.providers.sandbox import SandboxProvider
+from lib.providers import anthropic, gemini, openai_provider, sandbox
+from lib.providers.base import Provider
+from lib.providers.registry import ProviderConfig, ProviderType
 
-REGISTRY: dict[str, type] = {
-    "openai": OpenAIProvider,
-    "anthropic": AnthropicProvider,
-    "gemini": GeminiProvider,
-    "sandbox": SandboxProvider,
-}
+REGISTRY: dict[str, ProviderType] = {t.name: t for t in (
+    openai_provider.TYPE,
+    anthropic.TYPE,
+    gemini.TYPE,
+    sandbox.TYPE,
+)}
 
 
-def build_providers(configs: dict[str, ProviderConfig], http: httpx.Client) -> dict[str, Provider]:
-    """One adapter per registered provider, keyed by name (``sandbox`` always present).
+def build_providers(configs: Mapping[str, ProviderConfig], http: httpx.Client,
+                    registry: Mapping[str, ProviderType] | None = None) -> dict[str, Provider]:
+    """One adapter per instance, keyed by instance name; every registered type's default instance is present.
 
-    ``configs`` maps a provider name to its settings; a registered provider missing from it is built with an
-    empty ``ProviderConfig`` (so ``configured()`` tells the router whether it can be used). Raises
-    ``KeyError`` for a name in ``configs`` that is not registered.
+    ``configs`` maps an instance name to its configuration (``config.type`` names its type; an empty type
+    means the type of the same name). A registered type missing from it gets its default, unconfigured
+    instance (so ``configured()`` tells the router whether it can be used). Raises ``KeyError`` for an
+    unknown type.
     """
-    unknown = set(configs) - set(REGISTRY)
-    if unknown:
-        raise KeyError(f"Unknown provider(s) in configuration: {', '.join(sorted(unknown))}")
-    return {name: cls(configs.get(name, ProviderConfig()), http) for name, cls in REGISTRY.items()}
+    types = REGISTRY if registry is None else registry
+    out: dict[str, Provider] = {}
+    for name, config in configs.items():
+        kind = config.type or name
+        if kind not in types:
+            raise KeyError(f"Unknown provider type '{kind}' (instance '{name}'); known: {', '.join(sorted(types))}")
+        out[name] = types[kind](config if config.name else _named(config, name, kind), http)
+    for name, kind in types.items():
+        if name not in out:
+            out[name] = kind(None, http)
+    return out
 
 
-__all__ = ["REGISTRY", "Provider", "ProviderConfig", "build_providers"]
+def _named(config: ProviderConfig, name: str, kind: str) -> ProviderConfig:
+    from dataclasses import replace
+
+    return replace(config, name=name, type=kind)
+
+
+__all__ = ["REGISTRY", "Provider", "ProviderConfig", "ProviderType", "build_providers"]

@@ -18,6 +18,7 @@ import httpx
 
 from lib import errors
 from lib.providers import httpjson
+from lib.providers.registry import ProviderType
 from lib.providers.base import ProviderConfig, make_chunk, make_completion, make_usage, now, raise_for_status, text_of
 
 log = logging.getLogger("aiproxy.providers.anthropic")
@@ -32,9 +33,8 @@ FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "ma
 class AnthropicProvider:
     """Adapter for Anthropic's Messages API."""
 
-    name = "anthropic"
-
     def __init__(self, config: ProviderConfig, http: httpx.Client) -> None:
+        self.name = config.name or "anthropic"
         self._keys = tuple(k for k in config.api_keys if k)
         self._url = (config.base_url or DEFAULT_BASE_URL).rstrip("/") + "/v1/messages"
         self._http = http
@@ -302,3 +302,7 @@ class StreamParser:
         """Raise ``UpstreamError`` when the stream ended before ``message_stop``."""
         if not self.stopped:
             raise errors.UpstreamError("Provider 'anthropic' ended the stream early", provider="anthropic")
+
+
+TYPE = ProviderType(name="anthropic", adapter=AnthropicProvider, key_env=("ANTHROPIC_API_KEY",),
+                    base_url_env="ANTHROPIC_BASE_URL", default_base_url=DEFAULT_BASE_URL, prefixes=("claude-",))

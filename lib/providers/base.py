@@ -22,18 +22,19 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
 import httpx
 
 from lib import errors
+from lib.providers.registry import ProviderConfig  # noqa: F401 - re-exported: adapters and tests import it from here
 
 log = logging.getLogger("aiproxy.providers")
 
 
 class Provider(Protocol):
-    """The interface of one provider adapter (see module docstring)."""
+    """The interface of one provider adapter (see module docstring). ``name`` is the instance's name (the
+    type's name for the environment-configured default instance)."""
 
     name: str
 
@@ -45,15 +46,6 @@ class Provider(Protocol):
 
     def stream(self, body: dict[str, Any], *, model: str, timeout: float) -> Iterator[dict[str, Any]]:
         """Yield OpenAI ``chat.completion.chunk`` dicts. Raises ``UpstreamError``."""
-
-
-@dataclass(frozen=True)
-class ProviderConfig:
-    """Credentials and endpoint for one provider, taken from settings."""
-
-    api_keys: tuple[str, ...] = ()
-    base_url: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def completion_id() -> str:

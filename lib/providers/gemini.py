@@ -19,6 +19,7 @@ import httpx
 
 from lib import errors
 from lib.providers import httpjson
+from lib.providers.registry import ProviderType
 from lib.providers.base import ProviderConfig, make_chunk, make_completion, make_usage, now, raise_for_status, text_of
 
 log = logging.getLogger("aiproxy.providers.gemini")
@@ -39,9 +40,8 @@ GENERATION = (("temperature", "temperature"), ("top_p", "topP"), ("n", "candidat
 class GeminiProvider:
     """Adapter for the Gemini API (Google AI Studio keys)."""
 
-    name = "gemini"
-
     def __init__(self, config: ProviderConfig, http: httpx.Client) -> None:
+        self.name = config.name or "gemini"
         self._keys = tuple(k for k in config.api_keys if k)
         self._base = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._http = http
@@ -389,3 +389,7 @@ class StreamParser:
         if self.usage is not None:
             yield make_chunk(id=self.id, model=self.model, created=self.created, with_choice=False,
                              usage=_usage(self.usage))
+
+
+TYPE = ProviderType(name="gemini", adapter=GeminiProvider, key_env=("GEMINI_API_KEY",),
+                    base_url_env="GEMINI_BASE_URL", default_base_url=DEFAULT_BASE_URL, prefixes=("gemini-",))

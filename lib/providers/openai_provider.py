@@ -25,6 +25,7 @@ import openai
 from lib import errors
 from lib.providers.base import ProviderConfig
 from lib.providers.httpjson import ClosingStream
+from lib.providers.registry import ProviderType
 
 log = logging.getLogger("aiproxy.providers.openai")
 
@@ -38,9 +39,8 @@ _OWN_KEYS = ("model", "messages", "stream", "stream_options")
 class OpenAIProvider:
     """Adapter for the OpenAI Chat Completions API and OpenAI-compatible servers."""
 
-    name = "openai"
-
     def __init__(self, config: ProviderConfig, http: httpx.Client | None = None) -> None:
+        self.name = config.name or "openai"
         self._base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._official = "api.openai.com" in self._base_url
         keys = tuple(k for k in config.api_keys if k)
@@ -215,3 +215,10 @@ def _retry_after(headers: Any) -> float | None:
             except ValueError:
                 continue
     return None
+
+
+TYPE = ProviderType(
+    name="openai", adapter=OpenAIProvider, key_env=("OPENAI_API_KEYS", "OPENAI_API_KEY"),
+    base_url_env="OPENAI_BASE_URL", default_base_url=DEFAULT_BASE_URL, keyless_with_custom_url=True,
+    prefixes=("gpt-", "chatgpt-", "o1-", "o3-", "o4-", "text-embedding-"),
+)

@@ -14,6 +14,7 @@ import random
 import re
 from typing import Any, Callable, Iterator
 
+from lib.providers.registry import ProviderType
 from lib.providers.base import ProviderConfig, completion_id, make_chunk, make_completion, make_usage, now, text_of
 
 _VOCAB = (
@@ -35,11 +36,10 @@ def _word_tokens(text: str) -> list[str]:
 class SandboxProvider:
     """Deterministic, offline provider (see module docstring)."""
 
-    name = "sandbox"
-
     def __init__(self, config: ProviderConfig | None = None, http: Any = None,
                  tokenize: Callable[[str], list[str]] | None = None,
                  count_prompt: Callable[[list[dict[str, Any]], str], int] | None = None) -> None:
+        self.name = (config.name if config is not None else "") or "sandbox"
         self._tokenize = tokenize or _word_tokens
         if count_prompt is None:
             from lib.accounting.tokens import count_chat_tokens
@@ -85,10 +85,7 @@ class SandboxProvider:
         return pieces, finish
 
     def _prompt_tokens(self, body: dict[str, Any], model: str) -> int:
-        messages = body.get("messages") or []
-        if self._count_prompt is not None:
-            return self._count_prompt(messages, model)
-        return sum(len(self._tokenize(text_of(m.get("content")))) + 4 for m in messages) + 3
+        return self._count_prompt(body.get("messages") or [], model)
 
     def complete(self, body: dict[str, Any], *, model: str, timeout: float) -> dict[str, Any]:
         """An OpenAI ``chat.completion`` for ``body`` (never raises for a valid body)."""
@@ -133,3 +130,6 @@ class SandboxProvider:
             data.append({"object": "embedding", "index": i, "embedding": value})
         return {"object": "list", "data": data, "model": model,
                 "usage": {"prompt_tokens": total, "total_tokens": total}}
+
+
+TYPE = ProviderType(name="sandbox", adapter=SandboxProvider, needs_key=False, prefixes=("sandbox-",))

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 from flask import Blueprint, Response, request
 
-from lib.gateway import body_snapshot
+from lib.gateway import body_text
 from lib.protocols.chat import parse_chat_request
 from src.http import authenticate, context, json_response, read_json, services
 
@@ -22,7 +22,7 @@ def chat_completions() -> Response:
     authenticate(ctx)
     data = read_json(request)
     if svc.settings.log_bodies:
-        ctx.request_body = body_snapshot(request.get_data(as_text=True), svc.settings.log_body_max_chars)
+        ctx.request_body = body_text(request.get_data(as_text=True))
     req = parse_chat_request(data)
     ctx.cache_lookup, ctx.cache_store = cache_controls(request.headers, data)
     if req.stream:
@@ -32,7 +32,7 @@ def chat_completions() -> Response:
         return Response(_sse(chunks), status=200, headers=headers, mimetype="text/event-stream")
     result = svc.gateway.complete(ctx, req)
     if svc.settings.log_bodies:
-        ctx.response_body = body_snapshot(result, svc.settings.log_body_max_chars)
+        ctx.response_body = body_text(result)
     return json_response(result, headers={**ctx.headers, "x-aiproxy-id": ctx.proxy_id})
 
 
@@ -108,7 +108,7 @@ def webhook() -> Response:
     authenticate(ctx)
     data = read_json(request)
     if svc.settings.log_bodies:
-        ctx.request_body = body_snapshot(request.get_data(as_text=True), svc.settings.log_body_max_chars)
+        ctx.request_body = body_text(request.get_data(as_text=True))
     req, kind = build_request(data, model=svc.settings.webhook_model, max_prompt_length=svc.settings.max_prompt_length)
     ctx.cache_lookup, ctx.cache_store = cache_controls(request.headers, data)
     result = svc.gateway.complete(ctx, req)
@@ -117,7 +117,7 @@ def webhook() -> Response:
     if isinstance(data, dict) and data.get("source"):
         body["source"] = data["source"]
     if svc.settings.log_bodies:
-        ctx.response_body = body_snapshot(body, svc.settings.log_body_max_chars)
+        ctx.response_body = body_text(body)
     return json_response(body, headers={**ctx.headers, "x-aiproxy-id": ctx.proxy_id})
 
 
@@ -132,6 +132,6 @@ def embeddings() -> Response:
     data = read_json(request)
     req = parse_embedding_request(data)
     if svc.settings.log_bodies:
-        ctx.request_body = body_snapshot(request.get_data(as_text=True), svc.settings.log_body_max_chars)
+        ctx.request_body = body_text(request.get_data(as_text=True))
     result = svc.gateway.embed(ctx, req)
     return json_response(result, headers={**ctx.headers, "x-aiproxy-id": ctx.proxy_id})

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import redis
 from flask import Blueprint, Response
 
 import lib
+from lib import errors
+from lib.store import store_errors
 from src.http import json_response, require_master, services
 
 bp = Blueprint("health", __name__)
@@ -16,8 +17,9 @@ def health() -> Response:
     svc = services()
     body = {"status": "ok", "version": lib.__version__, "environment": svc.settings.environment, "redis": "ok"}
     try:
-        svc.redis.ping()
-    except redis.RedisError:
+        with store_errors("health ping"):
+            svc.redis.ping()
+    except errors.StoreUnavailable:
         body.update(status="unavailable", redis="unreachable")
         return json_response(body, status=503)
     return json_response(body)

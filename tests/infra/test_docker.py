@@ -117,7 +117,10 @@ def test_compose_runs_the_start_script_after_redis_is_healthy() -> None:
 def test_start_script_is_the_one_the_e2e_tests_run() -> None:
     script = ROOT / START[0]
     assert script.is_file() and script.stat().st_mode & stat.S_IXUSR
-    assert re.search(r"^exec gunicorn -c src/gunicorn_conf\.py", script.read_text(), re.MULTILINE)
+    assert re.search(r"^exec python -m src\.serve$", script.read_text(), re.MULTILINE)
+    serve = (ROOT / "src" / "serve.py").read_text()  # gunicorn with gevent workers, configured by src/gunicorn_conf.py
+    assert "BaseApplication" in serve and "gunicorn_conf.options" in serve
+    assert '"worker_class": "gevent"' in (ROOT / "src" / "gunicorn_conf.py").read_text()
     e2e = "\n".join(p.read_text() for p in (ROOT / "tests" / "e2e").glob("*.py"))
     assert '"bin" / "start.sh"' in e2e or "bin/start.sh" in e2e, "the e2e tests no longer start bin/start.sh"
 
