@@ -8,9 +8,6 @@ a metric (through ``PriceBook``'s ``on_unpriced`` hook).
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any
-
 from lib.accounting import tokens
 from lib.context import RequestContext
 from lib.accounting.pricing import PriceBook
@@ -43,15 +40,3 @@ class Accounting:
         ctx.cost_usd, ctx.unpriced, ctx.priced = result.cost, result.unpriced, True
         if result.unpriced and (ctx.prompt_tokens or ctx.completion_tokens):
             ctx.headers["x-aiproxy-unpriced"] = "true"
-
-    def worst_case(self, req: ChatCompletionRequest, model: str) -> tuple[int, int, Decimal | None]:
-        """``(prompt_tokens, max_output_tokens, worst-case cost)`` for a reservation before the call."""
-        prompt = self.prompt_tokens(req, model)
-        out = req.output_limit or self.default_max_output
-        return prompt, out, self.prices.worst_case_cost(prompt, out, model)
-
-
-def decimal_or_none(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, Decimal) else Decimal(str(value))

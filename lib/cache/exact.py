@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +96,3 @@ class ExactCache:
         """Store ``answer`` at ``entry_key`` for the cache TTL."""
         data = {k: v for k, v in answer.__dict__.items() if k != "entry_key"}
         self._r.set(entry_key, json.dumps(data, separators=(",", ":"), default=str), ex=max(1, self.ttl_s))
-
-    @staticmethod
-    def now() -> float:
-        return time.time()

