@@ -68,9 +68,11 @@ RUN HF_HUB_OFFLINE=1 python -m lib.cache.embedder export-onnx \
     && python -m compileall -q lib src
 USER 10001:10001
 EXPOSE 8080
-# ECS and the ALB have their own health checks on /health; this one serves `docker run` and compose.
+# Liveness (/api/v1/health never touches Redis), like the ECS task's and the ALB's checks: a Redis outage
+# must not mark the container unhealthy (readiness, /health, is for people and the smoke test). This one
+# serves `docker run` and compose.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8080'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/api/v1/health' % os.environ.get('PORT', '8080'), timeout=4)"]
 # gunicorn finishes in-flight requests and streams on SIGTERM (graceful_timeout in src/gunicorn_conf.py);
 # bin/start.sh execs it, so it is PID 1 and receives the signal itself.
 STOPSIGNAL SIGTERM
