@@ -53,9 +53,10 @@ class Router:
 
             providers = REGISTRY
         builtin = _read(BUILTIN_MODELS)
-        models: dict[str, Any] = dict(builtin.get("models") or {})
-        prefixes: dict[str, str] = {prefix: name for name, kind in providers.items() if hasattr(kind, "prefixes")
-                                    and kind.name == name for prefix in kind.prefixes}
+        defaults = {name: kind for name, kind in providers.items() if getattr(kind, "name", None) == name}
+        models: dict[str, Any] = {model: {"provider": name} for name, kind in defaults.items() for model in kind.models}
+        models.update(builtin.get("models") or {})
+        prefixes: dict[str, str] = {prefix: name for name, kind in defaults.items() for prefix in kind.prefixes}
         prefixes.update(builtin.get("prefixes") or {})
         if path:
             custom = _read(Path(path))

@@ -25,12 +25,17 @@ from lib.providers import REGISTRY
 
 log = logging.getLogger("aiproxy.secrets")
 
-# The master key, each provider type's key variable (declared by the type, lib.providers.registry), Honeybadger.
-SECRET_ENV_NAMES: tuple[str, ...] = (
-    "AIPROXY_MASTER_KEY",
-    *(name for kind in REGISTRY.values() for name in kind.secret_env_names),
-    "HONEYBADGER_API_KEY",
-)
+
+
+def secret_env_names() -> tuple[str, ...]:
+    """The master key, each registered provider type's key variable (``ProviderType.secret_env_names``) and
+    Honeybadger's key: every secret a deployment may keep in Secrets Manager."""
+    return ("AIPROXY_MASTER_KEY", *(name for kind in REGISTRY.values() for name in kind.secret_env_names),
+            "HONEYBADGER_API_KEY")
+
+
+#: ``secret_env_names()`` for the built-in provider types (what the task role may read).
+SECRET_ENV_NAMES: tuple[str, ...] = secret_env_names()
 
 # Start-up must not hang on an unreachable endpoint: a short connect timeout and a few standard retries.
 _CONNECT_TIMEOUT_S = 3
@@ -53,13 +58,14 @@ def wanted_names(environ: Mapping[str, str]) -> tuple[str, ...]:
 
     Raises ``SecretsError`` when ``AIPROXY_SECRET_NAMES`` lists a name that is not a known secret.
     """
+    known_names = secret_env_names()
     raw = environ.get("AIPROXY_SECRET_NAMES", "").strip()
     if not raw:
-        return SECRET_ENV_NAMES
+        return known_names
     names = tuple(dict.fromkeys(part.strip().upper() for part in raw.split(",") if part.strip()))
-    unknown = [name for name in names if name not in SECRET_ENV_NAMES]
+    unknown = [name for name in names if name not in known_names]
     if unknown:
-        known = ", ".join(name.lower() for name in SECRET_ENV_NAMES)
+        known = ", ".join(name.lower() for name in known_names)
         raise SecretsError(f"AIPROXY_SECRET_NAMES lists unknown secret(s) {', '.join(unknown)}; known: {known}")
     return names
 

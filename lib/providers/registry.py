@@ -46,8 +46,10 @@ class ProviderType:
     """One provider type (see the module docstring).
 
     ``key_env``: variables holding the default instance's keys (comma-separated, rotated), the first one set
-    wins; the first name, lower-cased, is also its Secrets Manager name. ``keyless_with_custom_url``: a
-    custom ``base_url`` alone makes the instance usable (OpenAI-compatible servers often take no key).
+    wins; the first name, lower-cased, is also its Secrets Manager name. ``prefixes``: model names starting
+    so are routed to the type's default instance; ``models``: names it serves that ``/v1/models`` lists
+    (the built-in types list theirs in ``lib/data/models.yaml``). ``keyless_with_custom_url``: a custom
+    ``base_url`` alone makes the instance usable (OpenAI-compatible servers often take no key).
     """
 
     name: str
@@ -56,6 +58,7 @@ class ProviderType:
     base_url_env: str | None = None
     default_base_url: str = ""
     prefixes: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
     keyless_with_custom_url: bool = False
     needs_key: bool = True
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+from urllib.parse import urlsplit
 from typing import Any, Callable
 
 import httpx
@@ -18,8 +19,8 @@ from lib.providers import REGISTRY
 from lib.providers.base import ProviderConfig
 from tests.fakes import FakeUpstream
 
-PROVIDERS = ["openai", "anthropic", "gemini", "sandbox"]
-REAL = ["openai", "anthropic", "gemini"]
+PROVIDERS = sorted(REGISTRY)  # every registered provider type
+REAL = [name for name in PROVIDERS if REGISTRY[name].needs_key]  # the ones that call an upstream
 USER = [{"role": "user", "content": "hello there world"}]
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",
@@ -41,11 +42,12 @@ def http() -> httpx.Client:
 
 
 def base_url(name: str, url: str) -> str:
-    return url + "/v1" if name == "openai" else url
+    """The type's default base URL with the fake upstream in place of its host (``/v1`` kept for openai)."""
+    return url + urlsplit(REGISTRY[name].default_base_url).path
 
 
 def build(name: str, url: str | None, http: httpx.Client, keys: tuple[str, ...] = ("test-key",)) -> Any:
-    if name == "sandbox":
+    if not REGISTRY[name].needs_key:
         return REGISTRY[name](None, http)
     return REGISTRY[name](ProviderConfig(api_keys=keys, base_url=base_url(name, url or "")), http)
 
