@@ -114,10 +114,6 @@ class Settings(BaseModel):
     metrics_public: bool  # default from ENVIRONMENT
     cors_allowed_origins: tuple[str, ...] = ()
 
-    # -- AWS -----------------------------------------------------------------------------------------------
-    environment_type: str | None = None
-    dns_record: str | None = None
-
     @model_validator(mode="before")
     @classmethod
     def _environment_defaults(cls, data: Any) -> Any:
