@@ -117,6 +117,16 @@ class Router:
                       key=lambda r: r.name)
 
 
+def deployment_routes(path: str) -> dict[str, str]:
+    """Model name → provider of every entry (and fallback target) in a deployment's models file itself, not
+    the built-in table. Raises ``ValueError`` on a bad file."""
+    routes: dict[str, str] = {}
+    for name, spec in (_read(Path(path)).get("models") or {}).items():
+        if isinstance(spec, dict) and spec.get("provider"):
+            routes[str(name)] = str(spec["provider"])
+    return routes
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")

@@ -8,9 +8,16 @@ is the environment variable's name in lower case::
 
 A variable already present in the environment wins and is not fetched (a local override; an empty value
 is an explicit "not used"). ``AIPROXY_SECRET_NAMES`` (comma-separated, lower or upper case) narrows the
-set a deployment keeps in Secrets Manager; by default all of ``SECRET_ENV_NAMES``. In production every
-secret that is neither in the environment nor in Secrets Manager stops start-up with ``SecretsError``,
-which names the secret ids and never a value; elsewhere it is skipped with a warning.
+set a deployment keeps in Secrets Manager; by default all of ``SECRET_ENV_NAMES``.
+
+What is required (checked by ``lib.settings`` once everything is loaded): the master key and ``REDIS_URL``
+everywhere a deployment reads Secrets Manager (ECS injects ``REDIS_URL``; it is read from here only when the
+environment lacks it); a provider's key only when a route of the deployment's models file uses that
+provider; Honeybadger's key is optional (a warning). Here, a secret that is *not found*, or whose value is
+empty, counts as unset. Any other failure to read a listed secret — AccessDenied, a KMS decryption error,
+throttling, the network — means a wrongly scoped role or a broken network and stops start-up with
+``SecretsError`` when ``strict`` (test and production alike), naming the secret ids, never a value; in
+development it is logged and skipped.
 
 Nothing is cached: each call reads the version that is current then, so a rotated secret is picked up
 by the next start (new tasks after a deployment or a rotation-triggered restart).
@@ -90,19 +97,29 @@ def make_client(environ: Mapping[str, str]) -> Any:
         read_timeout=_READ_TIMEOUT_S,
         retries={"max_attempts": _MAX_ATTEMPTS, "mode": "standard"},
     )
-    return boto3.client("secretsmanager", region_name=region, endpoint_url=endpoint, config=config)
+    # A session of its own: boto3's default session would keep the first credentials it ever resolved.
+    return boto3.session.Session().client("secretsmanager", region_name=region, endpoint_url=endpoint, config=config)
+
+
+UNSET = ("not found", "empty SecretString")  # reasons that mean "this deployment does not use it"
 
 
 def _fetch(client: Any, sid: str) -> tuple[str | None, str | None]:
-    """Return ``(value, None)`` for a usable secret, else ``(None, reason)``; the reason never holds a value."""
+    """Return ``(value, None)`` for a usable secret, else ``(None, reason)``; the reason never holds a value.
+
+    A reason in ``UNSET`` means the secret is simply not there; any other reason is a failure to read it.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         response = client.get_secret_value(SecretId=sid)
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "ClientError")
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "ClientError")
         if code == "ResourceNotFoundException":
             return None, "not found"
+        if code in ("403", "AccessDenied") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
+            code = "AccessDeniedException"
         return None, code
     except BotoCoreError as exc:
         return None, type(exc).__name__
@@ -120,24 +137,29 @@ def load_secrets(
     environ: Mapping[str, str],
     *,
     client: Any = None,
-    production: bool,
+    strict: bool,
     names: Iterable[str] | None = None,
 ) -> dict[str, str]:
     """Read this deployment's secrets from Secrets Manager.
 
     Returns env-var name -> value for each secret found, e.g. ``{"AIPROXY_MASTER_KEY": "..."}``; ``{}``
     when ``ENVIRONMENT_TYPE`` or ``DNS_RECORD`` is unset. Names already present in ``environ`` are not
-    fetched. ``client`` is a boto3 ``secretsmanager`` client (built by ``make_client`` when ``None``);
-    ``names`` defaults to ``wanted_names(environ)``.
+    fetched; ``REDIS_URL`` is also fetched when the environment lacks it. ``client`` is a boto3
+    ``secretsmanager`` client (built by ``make_client`` when ``None``); ``names`` defaults to
+    ``wanted_names(environ)``. Secrets not found or empty are left out.
 
-    Raises ``SecretsError`` in production when any wanted secret is missing or unreadable, naming every
-    such secret id and the reason (never a value); outside production those are logged and skipped.
+    Raises ``SecretsError`` when ``strict`` (test and production) and any wanted secret cannot be read
+    (AccessDenied, KMS, throttling, network, a SecretBinary-only secret), naming every such secret id and the
+    reason (never a value); without ``strict`` those are logged and skipped.
     """
     environment_type = environ.get("ENVIRONMENT_TYPE", "").strip()
     dns_record = environ.get("DNS_RECORD", "").strip()
     if not environment_type or not dns_record:
         return {}
-    todo = [name for name in (names if names is not None else wanted_names(environ)) if name not in environ]
+    wanted = list(names if names is not None else wanted_names(environ))
+    if names is None:
+        wanted.append("REDIS_URL")
+    todo = [name for name in dict.fromkeys(wanted) if name not in environ]
     if not todo:
         return {}
     if client is None:
@@ -145,27 +167,30 @@ def load_secrets(
             client = make_client(environ)
         except Exception as exc:  # NoRegionError and friends: botocore raises several unrelated types
             problem = f"cannot create a Secrets Manager client ({type(exc).__name__}: {exc})"
-            if production:
+            if strict:
                 raise SecretsError(problem) from exc
             log.warning("secrets: %s; skipping %d secret(s)", problem, len(todo))
             return {}
     found: dict[str, str] = {}
-    problems: list[str] = []
+    failures: list[str] = []
     for name in todo:
         sid = secret_id(environment_type, dns_record, name)
         value, reason = _fetch(client, sid)
-        if value is None:
-            problems.append(f"{sid} ({reason})")
-        else:
+        if value is not None:
             found[name] = value
-    if problems:
-        if production:
+        elif reason in UNSET:
+            log.info("secrets: %s (%s): treated as unset", sid, reason)
+        else:
+            failures.append(f"{sid} ({reason})")
+    if failures:
+        if strict:
             raise SecretsError(
-                "required secret(s) missing from AWS Secrets Manager: " + "; ".join(problems)
-                + ". Create them (aws secretsmanager create-secret --name <id> --secret-string ...), set the"
-                " variable in the environment, or narrow AIPROXY_SECRET_NAMES."
+                "cannot read secret(s) from AWS Secrets Manager: " + "; ".join(failures)
+                + ". A read that fails (rather than a secret that does not exist) means the task role or the KMS"
+                " key policy does not cover it, or Secrets Manager is unreachable: fix the role or the network,"
+                " or narrow AIPROXY_SECRET_NAMES to the secrets this deployment keeps."
             )
-        for problem in problems:
-            log.warning("secrets: skipping %s", problem)
+        for failure in failures:
+            log.warning("secrets: skipping %s", failure)
     log.info("secrets: loaded %s from Secrets Manager", ", ".join(sorted(found)) or "nothing")
     return found

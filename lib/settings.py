@@ -3,7 +3,8 @@
 Each field is one setting; its environment variable is the field name in upper case (``request_timeout`` →
 ``REQUEST_TIMEOUT``) unless an alias says otherwise, and its default is written once, on the field. The
 defaults that depend on ``ENVIRONMENT`` (production fails closed, never lets the sandbox stand in, hides
-``/metrics``, trusts the ALB's ``X-Forwarded-For``) are filled in by one validator, ``_environment_defaults``.
+``/metrics``, trusts the ALB's ``X-Forwarded-For``, keeps no request/response bodies in the request log) are
+filled in by one validator, ``_environment_defaults``.
 Provider settings are not fields here: each provider type declares its own variables
 (``lib.providers.registry``) and ``providers`` holds the configurations they produce.
 
@@ -107,7 +108,7 @@ class Settings(BaseModel):
 
     # -- request log and observability ---------------------------------------------------------------------
     log_retention_days: int = Field(30, ge=1)
-    log_bodies: bool = True
+    log_bodies: bool  # default from ENVIRONMENT: off in production (Redis memory, and prompts are data)
     log_body_max_chars: int = Field(8192, ge=0)
     honeybadger_api_key: str | None = None
     honeybadger_endpoint: str = "https://api.honeybadger.io"
@@ -127,7 +128,7 @@ class Settings(BaseModel):
         production = environment == "production"
         for name, value in (("REDIS_FAILURE_MODE", "fail-closed" if production else "fail-open"),
                             ("SANDBOX_FALLBACK", not production), ("METRICS_PUBLIC", not production),
-                            ("TRUST_PROXY_HEADERS", 1 if production else 0)):
+                            ("TRUST_PROXY_HEADERS", 1 if production else 0), ("LOG_BODIES", not production)):
             if name not in data and name.lower() not in data:
                 data[name] = value
         if "providers" not in data:
@@ -182,21 +183,26 @@ class Settings(BaseModel):
 
             env.update({k: v for k, v in dotenv_values(config_file).items() if v is not None})
         env.update(os.environ if environ is None else environ)
-        production = env.get("ENVIRONMENT", "development").strip().lower() == "production"
-        if env.get("ENVIRONMENT_TYPE") and env.get("DNS_RECORD"):
+        environment = env.get("ENVIRONMENT", "development").strip().lower()
+        deployed = bool(env.get("ENVIRONMENT_TYPE", "").strip() and env.get("DNS_RECORD", "").strip())
+        if deployed:
             from lib import secrets as aws_secrets
 
             try:
-                fetched = aws_secrets.load_secrets(env, client=secrets_client, production=production)
+                fetched = aws_secrets.load_secrets(env, client=secrets_client, strict=environment != "development")
             except RuntimeError as exc:
                 raise SettingsError(str(exc)) from exc
             for name, value in fetched.items():
                 env.setdefault(name, value)
-        return cls.from_mapping(env)
+        settings = cls.from_mapping(env, check=False)
+        if deployed or settings.is_production:
+            settings.check_deployment(secrets_named=deployed)
+        return settings
 
     @classmethod
-    def from_mapping(cls, env: Mapping[str, str]) -> "Settings":
-        """Validate settings from one mapping of variable names to strings (empty values count as unset).
+    def from_mapping(cls, env: Mapping[str, str], *, check: bool = True) -> "Settings":
+        """Validate settings from one mapping of variable names to strings (empty values count as unset);
+        ``check``: also ``check_production``.
 
         Raises ``SettingsError`` naming each bad variable (never its value).
         """
@@ -209,8 +215,40 @@ class Settings(BaseModel):
                                             e["msg"].removeprefix("Value error, ")) if part)
                 for e in exc.errors())
             raise SettingsError(f"invalid configuration: {problems}") from None
-        settings.check_production()
+        if check:
+            settings.check_production()
         return settings
+
+    def check_deployment(self, *, secrets_named: bool) -> None:
+        """What a deployed gateway needs: the master key and ``REDIS_URL``, and a key for every provider a
+        route of ``MODELS_FILE`` uses (built-in routes need none: they are used only when configured).
+        Honeybadger is optional: a warning. Raises ``SettingsError`` naming the variable (and its secret)."""
+        def where(name: str) -> str:
+            return f" (or the secret '{name.lower()}' in Secrets Manager)" if secrets_named else ""
+
+        self.check_production()  # production's own, stricter messages first
+        if not self.master_key:
+            raise SettingsError(f"AIPROXY_MASTER_KEY is required{where('AIPROXY_MASTER_KEY')}")
+        if not self.redis_url:
+            raise SettingsError(f"REDIS_URL is required{where('REDIS_URL')}")
+        if not self.honeybadger_api_key:
+            log.warning("HONEYBADGER_API_KEY is not set: errors are logged but not reported")
+        if not self.models_file:
+            return
+        from lib.router import deployment_routes
+
+        try:
+            routes = deployment_routes(self.models_file)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        for model, provider in routes.items():
+            config = self.providers.get(provider)
+            kind = REGISTRY.get(config.type if config is not None else provider)
+            if config is None or kind is None or kind.usable(config):
+                continue
+            variable = kind.key_env[0] if kind.key_env else "its key"
+            raise SettingsError(f"MODELS_FILE routes '{model}' to provider '{provider}', which has no key: set "
+                                f"{variable}{where(variable) if kind.key_env else ''}")
 
     def check_production(self) -> None:
         """Fail fast in production on a missing or weak master key. Raises ``SettingsError``."""
