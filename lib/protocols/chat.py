@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from lib import errors
 from lib.protocols import friendly_error
+from lib.protocols.structured import check_json_schema_format
 
 
 class TextPart(BaseModel):
@@ -116,6 +117,14 @@ class ResponseFormat(BaseModel):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: dict[str, Any] | None = None
 
+    @model_validator(mode="after")
+    def _schema(self) -> "ResponseFormat":
+        if self.type == "json_schema":
+            if self.json_schema is None:
+                raise ValueError("a json_schema response format needs 'json_schema': {name, schema}")
+            check_json_schema_format(self.json_schema)
+        return self
+
 
 class ChatCompletionRequest(BaseModel):
     """An OpenAI ``/v1/chat/completions`` request body."""
@@ -139,6 +148,9 @@ class ChatCompletionRequest(BaseModel):
     response_format: ResponseFormat | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
+    # A native request of another protocol this one was translated from (``{provider type: payload}``),
+    # for the adapter of that type to send as it is. Set only by ingress code, never from a client's JSON.
+    _native: dict[str, Any] | None = PrivateAttr(default=None)
 
     @field_validator("stop")
     @classmethod
@@ -160,18 +172,34 @@ class ChatCompletionRequest(BaseModel):
         return self.max_completion_tokens or self.max_tokens
 
     def upstream_body(self) -> dict[str, Any]:
-        """The request as a plain dict for providers, without unset fields and proxy-only fields."""
+        """The request as a plain dict for providers, without unset fields and proxy-only fields.
+
+        Keys a client sent starting with ``_`` are dropped (no provider parameter does; the proxy's own
+        ``NATIVE_FIELD`` is one, set only from ``with_native``)."""
         body = self.model_dump(exclude_none=True, exclude_unset=False)
         for proxy_only in PROXY_ONLY_FIELDS:
             body.pop(proxy_only, None)
+        for name in [k for k in body if k.startswith("_")]:
+            del body[name]
         if not self.stream:
             body.pop("stream", None)
             body.pop("stream_options", None)
+        if self._native:
+            body[NATIVE_FIELD] = self._native
         return body
+
+    def with_native(self, provider_type: str, payload: dict[str, Any]) -> "ChatCompletionRequest":
+        """Attach the original request of another protocol for adapters of ``provider_type`` (see
+        ``NATIVE_FIELD``); returns ``self``."""
+        self._native = {**(self._native or {}), provider_type: payload}
+        return self
 
 
 # Fields the proxy accepts for its own use and never forwards to a provider.
 PROXY_ONLY_FIELDS = ("text", "cache", "aiproxy")
+# The body key carrying ``{provider type: native request}`` to adapters; every adapter drops it, the one
+# of that type sends the native request instead of translating the chat body.
+NATIVE_FIELD = "_native"
 
 
 def parse_chat_request(data: Any) -> ChatCompletionRequest:

@@ -1,10 +1,12 @@
 """Anthropic Messages API (``POST {base}/v1/messages``) behind the OpenAI chat interface.
 
-Request mapping: system/developer messages become ``system``; ``tool`` messages become user
-``tool_result`` blocks and assistant ``tool_calls`` become ``tool_use`` blocks; consecutive messages of
-one role are merged (the API wants user/assistant turns); ``max_tokens`` is required there (default
-4096); temperature is clamped to Anthropic's 0–1; data: image URLs become base64 ``image`` blocks.
-``response_format`` has no Messages API equivalent and is not sent.
+Request mapping lives in ``lib.providers.anthropic_request`` (system, tools, images, structured output as a
+forced tool, the parameters it refuses). Here: the adapter, and the response side: a Messages response or
+its SSE events become an OpenAI ``chat.completion`` or chunks. The forced JSON tool's input comes back as
+message text with finish_reason ``stop``. For a request that came in through ``/v1/messages`` (the body
+carries ``NATIVE_FIELD``), the Anthropic response itself rides along: ``RAW_FIELD`` on the completion,
+``RAW_EVENTS`` on each chunk (one chunk per upstream event), so that ingress can answer natively
+(thinking blocks, citations, server tools and all).
 """
 
 from __future__ import annotations
@@ -18,14 +20,19 @@ import httpx
 
 from lib import errors
 from lib.providers import httpjson
+from lib.protocols.chat import NATIVE_FIELD
+from lib.providers.anthropic_request import (  # noqa: F401 - re-exported for callers of the old module
+    DEFAULT_MAX_TOKENS, JsonMode, build_request, image_source, to_anthropic,
+)
+from lib.providers.base import ProviderConfig, make_chunk, make_completion, make_usage, now, raise_for_status
 from lib.providers.registry import ProviderType
-from lib.providers.base import ProviderConfig, make_chunk, make_completion, make_usage, now, raise_for_status, text_of
 
 log = logging.getLogger("aiproxy.providers.anthropic")
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
-DEFAULT_MAX_TOKENS = 4096
+RAW_FIELD = "_anthropic"  # the upstream message, on completions of native requests
+RAW_EVENTS = "_anthropic_events"  # the upstream events a chunk was made from, on chunks of native requests
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
           "model_context_window_exceeded": "length", "tool_use": "tool_calls", "refusal": "content_filter"}
 
@@ -46,29 +53,34 @@ class AnthropicProvider:
 
     def complete(self, body: dict[str, Any], *, model: str, timeout: float) -> dict[str, Any]:
         """Return an OpenAI ``chat.completion`` dict. Raises ``UpstreamError`` subclasses."""
-        response = self._send(to_anthropic(body, model), timeout, stream=False)
-        return from_anthropic(httpjson.json_body(response, self.name), model)
+        payload, json_mode, headers = build_request(body, model)
+        data = httpjson.json_body(self._send(payload, timeout, stream=False, headers=headers), self.name)
+        result = from_anthropic(data, model, json_mode)
+        if body.get(NATIVE_FIELD):
+            result[RAW_FIELD] = data
+        return result
 
     def stream(self, body: dict[str, Any], *, model: str, timeout: float) -> Iterator[dict[str, Any]]:
         """Yield OpenAI chunks: role chunk, deltas, finish chunk, usage chunk. Raises ``UpstreamError``."""
-        payload = dict(to_anthropic(body, model), stream=True)
-        response = self._send(payload, timeout, stream=True)
-        return httpjson.ClosingStream(self._iterate(response, model), response.close)
+        payload, json_mode, headers = build_request(body, model)
+        response = self._send(dict(payload, stream=True), timeout, stream=True, headers=headers)
+        parser = StreamParser(model, json_mode, native=bool(body.get(NATIVE_FIELD)))
+        return httpjson.ClosingStream(self._iterate(response, parser), response.close)
 
-    def _iterate(self, response: httpx.Response, model: str) -> Iterator[dict[str, Any]]:
+    def _iterate(self, response: httpx.Response, parser: "StreamParser") -> Iterator[dict[str, Any]]:
         try:
-            parser = StreamParser(model)
             for event, data in httpjson.sse_events(response, self.name):
                 yield from parser.feed(event, data)
             parser.finish()
         finally:
             response.close()
 
-    def _send(self, payload: dict[str, Any], timeout: float, *, stream: bool) -> httpx.Response:
+    def _send(self, payload: dict[str, Any], timeout: float, *, stream: bool,
+              headers: dict[str, str] | None = None) -> httpx.Response:
         if not self._keys:
             raise errors.UpstreamUnavailable("Provider 'anthropic' is not configured (no API key)", provider=self.name)
         key = self._keys[next(self._counter) % len(self._keys)]
-        headers = {"x-api-key": key, "anthropic-version": API_VERSION,
+        headers = {**(headers or {}), "x-api-key": key, "anthropic-version": API_VERSION,
                    "accept": "text/event-stream" if stream else "application/json"}
         return httpjson.send(self._http, self._url, body=payload, headers=headers, timeout=timeout,
                              provider=self.name, stream=stream, on_error=_raise_for_status)
@@ -83,126 +95,6 @@ def _raise_for_status(response: httpx.Response, provider: str) -> None:
     raise_for_status(response, provider)
 
 
-# -- request mapping ----------------------------------------------------------------------------------
-
-def to_anthropic(body: dict[str, Any], model: str) -> dict[str, Any]:
-    """The Messages API request for an OpenAI chat body. Raises ``UpstreamBadRequest`` for unmappable input."""
-    if int(body.get("n") or 1) > 1:
-        raise errors.UpstreamBadRequest("Provider 'anthropic' does not support n > 1", provider="anthropic", param="n")
-    system, messages = _messages(body.get("messages") or [])
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
-    payload: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": int(max_tokens)}
-    if system:
-        payload["system"] = system
-    if body.get("temperature") is not None:
-        payload["temperature"] = min(1.0, max(0.0, float(body["temperature"])))
-    if body.get("top_p") is not None:
-        payload["top_p"] = body["top_p"]
-    stop = body.get("stop")
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    stops = [s for s in stops if isinstance(s, str) and s.strip()]  # the API rejects whitespace-only ones
-    if stops:
-        payload["stop_sequences"] = stops
-    if isinstance(body.get("user"), str):
-        payload["metadata"] = {"user_id": body["user"]}
-    tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
-    if tools:
-        payload["tools"] = [_tool(t["function"]) for t in tools]
-        choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
-        if choice:
-            payload["tool_choice"] = choice
-    return payload
-
-
-def _tool(function: dict[str, Any]) -> dict[str, Any]:
-    tool: dict[str, Any] = {"name": function["name"],
-                            "input_schema": function.get("parameters") or {"type": "object", "properties": {}}}
-    if function.get("description"):
-        tool["description"] = function["description"]
-    return tool
-
-
-def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
-    if isinstance(choice, dict):
-        result: dict[str, Any] = {"type": "tool", "name": (choice.get("function") or {}).get("name")}
-    elif choice == "required":
-        result = {"type": "any"}
-    elif choice == "none":
-        return {"type": "none"}
-    elif choice == "auto" or parallel is False:
-        result = {"type": "auto"}
-    else:
-        return None
-    if parallel is False:
-        result["disable_parallel_tool_use"] = True
-    return result
-
-
-def _messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """``(system text, merged user/assistant turns)`` from OpenAI messages."""
-    system: list[str] = []
-    turns: list[dict[str, Any]] = []
-    for message in messages:
-        role = message.get("role")
-        if role in ("system", "developer"):
-            text = text_of(message.get("content"))
-            if text:
-                system.append(text)
-            continue
-        if role in ("tool", "function"):
-            role, blocks = "user", [{"type": "tool_result", "tool_use_id": message.get("tool_call_id") or "",
-                                     "content": text_of(message.get("content"))}]
-        elif role == "assistant":
-            blocks = _content_blocks(message.get("content")) + [_tool_use(c) for c in message.get("tool_calls") or []]
-        else:
-            role, blocks = "user", _content_blocks(message.get("content"))
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-    return "\n\n".join(system), turns
-
-
-def _content_blocks(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    blocks: list[dict[str, Any]] = []
-    for part in content or []:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and part.get("text"):
-            block: dict[str, Any] = {"type": "text", "text": part["text"]}
-            if part.get("cache_control"):
-                block["cache_control"] = part["cache_control"]
-            blocks.append(block)
-        elif kind == "image_url":
-            url = (part.get("image_url") or {}).get("url", "")
-            blocks.append({"type": "image", "source": image_source(url)})
-    return blocks
-
-
-def image_source(url: str) -> dict[str, Any]:
-    """An Anthropic image ``source`` for a ``data:`` URL (base64) or an http(s) URL."""
-    if url.startswith("data:"):
-        header, _, data = url[5:].partition(",")
-        media_type = header.split(";")[0] or "image/png"
-        return {"type": "base64", "media_type": media_type, "data": data}
-    return {"type": "url", "url": url}
-
-
-def _tool_use(call: dict[str, Any]) -> dict[str, Any]:
-    function = call.get("function") or {}
-    try:
-        arguments = json.loads(function.get("arguments") or "{}")
-    except ValueError as exc:
-        raise errors.UpstreamBadRequest("Tool call arguments must be a JSON object", provider="anthropic",
-                                        param="messages") from exc
-    if not isinstance(arguments, dict):
-        arguments = {"value": arguments}
-    return {"type": "tool_use", "id": call.get("id") or "", "name": function.get("name") or "", "input": arguments}
-
-
 # -- response mapping ---------------------------------------------------------------------------------
 
 def _usage(usage: dict[str, Any], output_tokens: int | None = None) -> dict[str, Any]:
@@ -215,17 +107,34 @@ def _usage(usage: dict[str, Any], output_tokens: int | None = None) -> dict[str,
                                                                   "cache_creation_tokens": cache_write}})
 
 
-def from_anthropic(data: dict[str, Any], model: str) -> dict[str, Any]:
-    """An OpenAI ``chat.completion`` dict from a Messages API response."""
+def _json_text(value: Any, json_mode: JsonMode) -> str:
+    if json_mode.wrapped and isinstance(value, dict):
+        value = value.get("value")
+    return json.dumps(value, ensure_ascii=False)
+
+
+def from_anthropic(data: dict[str, Any], model: str, json_mode: JsonMode | None = None) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` dict from a Messages API response (the forced JSON tool's input, when
+    ``json_mode`` names one, as the message text with finish_reason ``stop``)."""
     blocks = data.get("content") or []
-    text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
-    tool_calls = [{"id": b.get("id"), "type": "function",
-                   "function": {"name": b.get("name"), "arguments": json.dumps(b.get("input") or {})}}
-                  for b in blocks if b.get("type") == "tool_use"]
+    texts = [b.get("text", "") for b in blocks if b.get("type") == "text"]
+    tool_calls = []
+    for b in blocks:
+        if b.get("type") != "tool_use":
+            continue
+        if json_mode is not None and b.get("name") == json_mode.tool:
+            texts = [_json_text(b.get("input"), json_mode)]  # the answer; prose around it is the model thinking aloud
+        else:
+            tool_calls.append({"id": b.get("id"), "type": "function",
+                               "function": {"name": b.get("name"), "arguments": json.dumps(b.get("input") or {})}})
+    text = "".join(texts)
+    finish = FINISH.get(data.get("stop_reason") or "", "stop")
+    if finish == "tool_calls" and not tool_calls:
+        finish = "stop"
     result = make_completion(
         model=data.get("model") or model,
         content=text if text or not tool_calls else None,
-        finish_reason=FINISH.get(data.get("stop_reason") or "", "stop"),
+        finish_reason=finish,
         prompt_tokens=None, completion_tokens=None, tool_calls=tool_calls or None,
         id=f"chatcmpl-{data['id']}" if data.get("id") else None,
     )
@@ -235,15 +144,22 @@ def from_anthropic(data: dict[str, Any], model: str) -> dict[str, Any]:
 
 
 class StreamParser:
-    """Turns Anthropic SSE events into OpenAI chunks (one parser per stream)."""
+    """Turns Anthropic SSE events into OpenAI chunks (one parser per stream).
 
-    def __init__(self, model: str) -> None:
+    ``json_mode``: the forced JSON tool's input streams as content. ``native``: every event yields one chunk
+    (an empty delta when it has nothing for OpenAI clients) carrying the event itself under ``RAW_EVENTS``.
+    """
+
+    def __init__(self, model: str, json_mode: JsonMode | None = None, *, native: bool = False) -> None:
         self.id = "chatcmpl-"
         self.model = model
         self.created = now()
         self.usage: dict[str, Any] | None = None
         self.output_tokens: int | None = None
         self.tool_index: dict[int, int] = {}  # Anthropic block index → OpenAI tool_calls index
+        self.json_mode = json_mode
+        self.json_blocks: dict[int, list[str]] = {}  # block index of the JSON tool → its partial JSON
+        self.native = native
         self.stopped = False
 
     def _chunk(self, delta: dict[str, Any] | None = None, finish: str | None = None) -> dict[str, Any]:
@@ -256,6 +172,20 @@ class StreamParser:
         except ValueError as exc:
             raise errors.UpstreamError("Provider 'anthropic' sent a malformed stream event",
                                        provider="anthropic") from exc
+        if not self.native:
+            yield from self._translate(payload, event, data)
+            return
+        chunks = list(self._translate(payload, event, data))
+        with_choice = [c for c in chunks if c["choices"]]
+        carrier = with_choice[0] if with_choice else self._chunk({})
+        for c in chunks:
+            if not c["choices"] and c.get("usage"):
+                carrier["usage"] = c["usage"]  # the gateway reads usage from any chunk
+        carrier[RAW_EVENTS] = [payload]
+        yield carrier
+        yield from with_choice[1:]
+
+    def _translate(self, payload: dict[str, Any], event: str | None, data: str) -> Iterator[dict[str, Any]]:
         kind = payload.get("type") or event
         if kind == "message_start":
             message = payload.get("message") or {}
@@ -266,26 +196,44 @@ class StreamParser:
             yield self._chunk({"role": "assistant", "content": ""})
         elif kind == "content_block_start":
             block = payload.get("content_block") or {}
-            if block.get("type") == "tool_use":
-                index = self.tool_index[payload.get("index", 0)] = len(self.tool_index)
-                yield self._chunk({"tool_calls": [{"index": index, "id": block.get("id"), "type": "function",
+            index = payload.get("index", 0)
+            if block.get("type") == "tool_use" and self.json_mode is not None and block.get("name") == self.json_mode.tool:
+                self.json_blocks[index] = []
+            elif block.get("type") == "tool_use":
+                n = self.tool_index[index] = len(self.tool_index)
+                yield self._chunk({"tool_calls": [{"index": n, "id": block.get("id"), "type": "function",
                                                    "function": {"name": block.get("name"), "arguments": ""}}]})
             elif block.get("type") == "text" and block.get("text"):
                 yield self._chunk({"content": block["text"]})
         elif kind == "content_block_delta":
             delta = payload.get("delta") or {}
+            index = payload.get("index")
             if delta.get("type") == "text_delta" and delta.get("text"):
                 yield self._chunk({"content": delta["text"]})
-            elif delta.get("type") == "input_json_delta" and payload.get("index") in self.tool_index:
-                index = self.tool_index[payload["index"]]
-                yield self._chunk({"tool_calls": [{"index": index, "function": {"arguments": delta.get("partial_json", "")}}]})
+            elif delta.get("type") == "input_json_delta" and index in self.json_blocks:
+                self.json_blocks[index].append(delta.get("partial_json", ""))
+                if not self.json_mode.wrapped and delta.get("partial_json"):  # type: ignore[union-attr]
+                    yield self._chunk({"content": delta["partial_json"]})
+            elif delta.get("type") == "input_json_delta" and index in self.tool_index:
+                yield self._chunk({"tool_calls": [{"index": self.tool_index[index],
+                                                   "function": {"arguments": delta.get("partial_json", "")}}]})
+        elif kind == "content_block_stop":
+            index = payload.get("index")
+            if index in self.json_blocks and self.json_mode is not None and self.json_mode.wrapped:
+                try:
+                    value = json.loads("".join(self.json_blocks[index]) or "{}")
+                except ValueError:
+                    value = {}
+                yield self._chunk({"content": _json_text(value, self.json_mode)})
         elif kind == "message_delta":
             usage = payload.get("usage") or {}
             if usage:
                 self.usage = {**(self.usage or {}), **{k: v for k, v in usage.items() if v is not None}}
                 self.output_tokens = usage.get("output_tokens", self.output_tokens)
-            stop_reason = (payload.get("delta") or {}).get("stop_reason")
-            yield self._chunk({}, FINISH.get(stop_reason or "", "stop"))
+            finish = FINISH.get((payload.get("delta") or {}).get("stop_reason") or "", "stop")
+            if finish == "tool_calls" and not self.tool_index:
+                finish = "stop"  # only the JSON tool was called: that is the answer
+            yield self._chunk({}, finish)
         elif kind == "message_stop":
             self.stopped = True
             if self.usage is not None:
@@ -296,7 +244,7 @@ class StreamParser:
             log.warning("upstream anthropic stream error: %.500s", data)
             raise errors.UpstreamError(f"Provider 'anthropic' failed mid-stream: {err.get('type', 'error')}",
                                        provider="anthropic")
-        # ping and unknown events (thinking deltas, future types) are ignored
+        # ping and unknown events (thinking deltas, future types) have nothing for OpenAI clients
 
     def finish(self) -> None:
         """Raise ``UpstreamError`` when the stream ended before ``message_stop``."""

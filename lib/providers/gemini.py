@@ -1,10 +1,9 @@
 """Google Gemini ``generateContent`` / ``streamGenerateContent?alt=sse`` behind the OpenAI chat interface.
 
-Request mapping: roles user/model; system/developer messages become ``systemInstruction``; sampling
-parameters go into ``generationConfig``; tools become ``functionDeclarations`` with their JSON schema
-reduced to the OpenAPI subset Gemini accepts; tool calls and results become ``functionCall`` /
-``functionResponse`` parts; data: images become ``inlineData``. Gemini answers a wrong key with
-400 ``API_KEY_INVALID``; that is reported as the credential failure it is.
+Request mapping (and the parameters Gemini cannot honour, refused with a 400 naming them) lives in
+``lib.providers.gemini_request``; here, the adapter and the response side. ``parallel_tool_calls: false``
+keeps each candidate's first function call. Gemini answers a wrong key with 400 ``API_KEY_INVALID``; that
+is reported as the credential failure it is.
 """
 
 from __future__ import annotations
@@ -19,8 +18,11 @@ import httpx
 
 from lib import errors
 from lib.providers import httpjson
+from lib.providers.gemini_request import (  # noqa: F401 - re-exported for callers of the old module
+    GENERATION, HANDLED, IGNORED, SCHEMA_KEYS, check_params, clean_schema, to_gemini, unsupported,
+)
 from lib.providers.registry import ProviderType
-from lib.providers.base import ProviderConfig, make_chunk, make_completion, make_usage, now, raise_for_status, text_of
+from lib.providers.base import ProviderConfig, make_chunk, make_completion, make_usage, now, raise_for_status
 
 log = logging.getLogger("aiproxy.providers.gemini")
 
@@ -28,15 +30,6 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
           "PROHIBITED_CONTENT": "content_filter", "BLOCKLIST": "content_filter", "SPII": "content_filter",
           "IMAGE_SAFETY": "content_filter", "LANGUAGE": "stop", "OTHER": "stop", "MALFORMED_FUNCTION_CALL": "stop"}
-# The OpenAPI 3.0 subset Gemini's ``Schema`` accepts; anything else is a 400 "Unknown name".
-SCHEMA_KEYS = {"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "properties",
-               "required", "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example",
-               "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum"}
-STRING_FORMATS = {"enum", "date-time"}
-GENERATION = (("temperature", "temperature"), ("top_p", "topP"), ("n", "candidateCount"), ("seed", "seed"),
-              ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty"))
-
-
 class GeminiProvider:
     """Adapter for the Gemini API (Google AI Studio keys)."""
 
@@ -54,16 +47,17 @@ class GeminiProvider:
     def complete(self, body: dict[str, Any], *, model: str, timeout: float) -> dict[str, Any]:
         """Return an OpenAI ``chat.completion`` dict. Raises ``UpstreamError`` subclasses."""
         response = self._send(body, model, "generateContent", timeout, stream=False)
-        return from_gemini(httpjson.json_body(response, self.name), model)
+        return from_gemini(httpjson.json_body(response, self.name), model,
+                           single_call=body.get("parallel_tool_calls") is False)
 
     def stream(self, body: dict[str, Any], *, model: str, timeout: float) -> Iterator[dict[str, Any]]:
         """Yield OpenAI chunks: role chunk, deltas, finish chunk, usage chunk. Raises ``UpstreamError``."""
         response = self._send(body, model, "streamGenerateContent", timeout, stream=True)
-        return httpjson.ClosingStream(self._iterate(response, model), response.close)
+        parser = StreamParser(model, single_call=body.get("parallel_tool_calls") is False)
+        return httpjson.ClosingStream(self._iterate(response, parser), response.close)
 
-    def _iterate(self, response: httpx.Response, model: str) -> Iterator[dict[str, Any]]:
+    def _iterate(self, response: httpx.Response, parser: "StreamParser") -> Iterator[dict[str, Any]]:
         try:
-            parser = StreamParser(model)
             for _event, data in httpjson.sse_events(response, self.name):
                 yield from parser.feed(data)
             yield from parser.finish()
@@ -108,171 +102,6 @@ def _raise_for_status(response: httpx.Response, provider: str) -> None:
     raise_for_status(response, provider)
 
 
-# -- request mapping ----------------------------------------------------------------------------------
-
-def to_gemini(body: dict[str, Any]) -> dict[str, Any]:
-    """The ``generateContent`` request for an OpenAI chat body. Raises ``UpstreamBadRequest`` when unmappable."""
-    system, contents = _contents(body.get("messages") or [])
-    payload: dict[str, Any] = {"contents": contents}
-    if system:
-        payload["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
-    config: dict[str, Any] = {ours: body[theirs] for theirs, ours in GENERATION if body.get(theirs) is not None}
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    if max_tokens:
-        config["maxOutputTokens"] = int(max_tokens)
-    stop = body.get("stop")
-    stops = [stop] if isinstance(stop, str) else [s for s in stop or [] if isinstance(s, str)]
-    if stops:
-        config["stopSequences"] = stops[:5]
-    response_format = body.get("response_format") or {}
-    if response_format.get("type") in ("json_object", "json_schema"):
-        config["responseMimeType"] = "application/json"
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        if schema:
-            config["responseSchema"] = clean_schema(schema)
-    if config:
-        payload["generationConfig"] = config
-    functions = [t["function"] for t in body.get("tools") or [] if t.get("type") == "function"]
-    if functions:
-        payload["tools"] = [{"functionDeclarations": [_declaration(f) for f in functions]}]
-        tool_config = _tool_config(body.get("tool_choice"))
-        if tool_config:
-            payload["toolConfig"] = tool_config
-    return payload
-
-
-def _declaration(function: dict[str, Any]) -> dict[str, Any]:
-    declaration: dict[str, Any] = {"name": function["name"]}
-    if function.get("description"):
-        declaration["description"] = function["description"]
-    parameters = clean_schema(function.get("parameters") or {})
-    if parameters.get("properties"):  # Gemini rejects an OBJECT schema with no properties
-        declaration["parameters"] = parameters
-    return declaration
-
-
-def _tool_config(choice: Any) -> dict[str, Any] | None:
-    if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name")
-        return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
-    mode = {"auto": "AUTO", "none": "NONE", "required": "ANY"}.get(str(choice))
-    return {"functionCallingConfig": {"mode": mode}} if mode else None
-
-
-def clean_schema(schema: Any, defs: dict[str, Any] | None = None, depth: int = 0) -> Any:
-    """A JSON schema reduced to Gemini's subset: local ``$ref`` inlined, ``["x", "null"]`` → nullable."""
-    if not isinstance(schema, dict) or depth > 20:
-        return schema
-    defs = defs if defs is not None else {**schema.get("definitions", {}), **schema.get("$defs", {})}
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.rsplit("/", 1)[-1] in defs:
-        return clean_schema(defs[ref.rsplit("/", 1)[-1]], defs, depth + 1)
-    out: dict[str, Any] = {}
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kinds = [k for k in kind if k != "null"]
-        kind = kinds[0] if kinds else "string"
-        if "null" in schema["type"]:
-            out["nullable"] = True
-    if "const" in schema:
-        out["enum"] = [str(schema["const"])]
-    for key, value in schema.items():
-        if key not in SCHEMA_KEYS or key == "type":
-            continue
-        if key == "properties" and isinstance(value, dict):
-            out[key] = {name: clean_schema(sub, defs, depth + 1) for name, sub in value.items()}
-        elif key == "items":
-            out[key] = clean_schema(value, defs, depth + 1)
-        elif key == "anyOf" and isinstance(value, list):
-            out[key] = [clean_schema(sub, defs, depth + 1) for sub in value]
-        elif key == "format" and kind == "string" and value not in STRING_FORMATS:
-            continue
-        elif key == "enum":
-            out[key] = [str(v) for v in value]
-        else:
-            out[key] = value
-    if kind:
-        out["type"] = kind
-    return out
-
-
-def _contents(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """``(system texts, user/model contents)`` from OpenAI messages; consecutive roles are merged."""
-    system: list[str] = []
-    contents: list[dict[str, Any]] = []
-    call_names: dict[str, str] = {}  # tool_call_id → function name, for functionResponse
-    for message in messages:
-        role = message.get("role")
-        if role in ("system", "developer"):
-            text = text_of(message.get("content"))
-            if text:
-                system.append(text)
-            continue
-        if role == "assistant":
-            parts = _parts(message.get("content"))
-            for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
-                call_names[call.get("id") or ""] = function.get("name") or ""
-                parts.append({"functionCall": {"name": function.get("name") or "",
-                                               "args": _arguments(function.get("arguments"))}})
-            role = "model"
-        elif role in ("tool", "function"):
-            name = message.get("name") or call_names.get(message.get("tool_call_id") or "", "")
-            parts = [{"functionResponse": {"name": name, "response": _result(message.get("content"))}}]
-            role = "user"
-        else:
-            parts, role = _parts(message.get("content")), "user"
-        if not parts:
-            continue
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
-    return system, contents
-
-
-def _parts(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    parts: list[dict[str, Any]] = []
-    for part in content or []:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and part.get("text"):
-            parts.append({"text": part["text"]})
-        elif kind == "image_url":
-            url = (part.get("image_url") or {}).get("url", "")
-            if url.startswith("data:"):
-                header, _, data = url[5:].partition(",")
-                parts.append({"inlineData": {"mimeType": header.split(";")[0] or "image/png", "data": data}})
-            else:
-                parts.append({"fileData": {"mimeType": _guess_mime(url), "fileUri": url}})
-    return parts
-
-
-def _guess_mime(url: str) -> str:
-    ext = url.rsplit(".", 1)[-1].lower().split("?")[0]
-    return {"png": "image/png", "webp": "image/webp", "gif": "image/gif", "heic": "image/heic"}.get(ext, "image/jpeg")
-
-
-def _arguments(raw: Any) -> dict[str, Any]:
-    try:
-        value = json.loads(raw or "{}") if isinstance(raw, str) else raw
-    except ValueError as exc:
-        raise errors.UpstreamBadRequest("Tool call arguments must be a JSON object", provider="gemini",
-                                        param="messages") from exc
-    return value if isinstance(value, dict) else {"value": value}
-
-
-def _result(content: Any) -> dict[str, Any]:
-    """A ``functionResponse.response`` object: the tool's JSON object, else ``{"content": text}``."""
-    text = text_of(content)
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {"content": text}
-    return value if isinstance(value, dict) else {"content": text}
-
-
 # -- response mapping ---------------------------------------------------------------------------------
 
 def _usage(meta: dict[str, Any]) -> dict[str, Any]:
@@ -305,8 +134,9 @@ def _finish(reason: str | None, has_calls: bool) -> str | None:
     return "tool_calls" if has_calls and finish == "stop" else finish
 
 
-def from_gemini(data: dict[str, Any], model: str) -> dict[str, Any]:
-    """An OpenAI ``chat.completion`` dict from a ``generateContent`` response. Raises if the prompt was blocked."""
+def from_gemini(data: dict[str, Any], model: str, *, single_call: bool = False) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` dict from a ``generateContent`` response (only each candidate's first
+    function call with ``single_call``). Raises if the prompt was blocked."""
     _check_blocked(data)
     result = make_completion(model=data.get("modelVersion") or model, content=None, finish_reason=None,
                              prompt_tokens=None, completion_tokens=None,
@@ -316,6 +146,8 @@ def from_gemini(data: dict[str, Any], model: str) -> dict[str, Any]:
         parts = (candidate.get("content") or {}).get("parts") or []
         text = "".join(p.get("text", "") for p in parts if "text" in p and not p.get("thought"))
         calls = [_call(p, i) for i, p in enumerate(q for q in parts if "functionCall" in q)]
+        if single_call:
+            calls = calls[:1]
         for call in calls:
             call.pop("index")
         content = text if text else (None if calls or not parts else "")
@@ -334,7 +166,8 @@ def from_gemini(data: dict[str, Any], model: str) -> dict[str, Any]:
 class StreamParser:
     """Turns Gemini ``alt=sse`` chunks (each a partial ``GenerateContentResponse``) into OpenAI chunks."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, *, single_call: bool = False) -> None:
+        self.single_call = single_call  # parallel_tool_calls false: keep each candidate's first call only
         self.id = "chatcmpl-" + uuid.uuid4().hex[:24]
         self.model = model
         self.created = now()
@@ -373,7 +206,7 @@ class StreamParser:
             for part in (candidate.get("content") or {}).get("parts") or []:
                 if part.get("text") and not part.get("thought"):
                     yield self._chunk(index, {"content": part["text"]})
-                elif "functionCall" in part:
+                elif "functionCall" in part and not (self.single_call and self.calls.get(index)):
                     count = self.calls.get(index, 0)
                     self.calls[index] = count + 1
                     yield self._chunk(index, {"tool_calls": [_call(part, count)]})

@@ -1,7 +1,9 @@
 """OpenAI and any OpenAI-compatible server (vLLM, Ollama, LM Studio, a mock), through the official SDK.
 
-The request body is passed through as the client sent it (tools, response_format, n, seed, logprobs and
-any parameter this code has never heard of), with only ``model`` replaced; the answer is returned in the
+The request body is passed through as the client sent it (tools, response_format, n, seed, logprobs,
+``top_k`` for servers such as vLLM, and any parameter this code has never heard of: OpenAI itself answers
+400 for one it does not know, and that 400 reaches the client), with only ``model`` replaced and the
+proxy's own ``_``-prefixed keys (``NATIVE_FIELD``) removed; the answer is returned in the
 exact shape the upstream sent (``to_dict()`` keeps only the keys the server set), plus ``message.refusal``
 when a compatible server leaves it out.
 
@@ -179,8 +181,8 @@ class OpenAIProvider:
 
 
 def _extra_body(body: dict[str, Any]) -> dict[str, Any]:
-    """Everything but the keys the SDK call sets itself, passed through verbatim."""
-    return {k: v for k, v in body.items() if k not in _OWN_KEYS}
+    """Everything but the keys the SDK call sets itself (and the proxy's ``_`` keys), passed through verbatim."""
+    return {k: v for k, v in body.items() if k not in _OWN_KEYS and not k.startswith("_")}
 
 
 def _normalise_completion(data: dict[str, Any]) -> dict[str, Any]:

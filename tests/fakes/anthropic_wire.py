@@ -133,10 +133,16 @@ def parse_turn(req: Request, fake: Any) -> Turn | Reply:
     last_text = "".join(results) if results else "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
     choice = body.get("tool_choice") or {"type": "auto"}
     choice_name = {"auto": "auto", "any": "required", "none": "none"}.get(choice.get("type"), choice.get("name"))
+    if choice.get("type") in ("any", "tool") and (body.get("thinking") or {}).get("type") == "enabled":
+        return error(400, "Thinking may not be enabled when tool_choice forces tool use.")
+    thinking = body.get("thinking") or {}
+    if thinking.get("type") == "enabled" and not 1024 <= int(thinking.get("budget_tokens") or 0) < body["max_tokens"]:
+        return error(400, "thinking.budget_tokens: must be at least 1024 and less than max_tokens")
     return Turn(texts=texts, last_text=last_text, last_is_tool_result=bool(results) and last is messages[-1],
                 max_tokens=body["max_tokens"], stop=list(body.get("stop_sequences") or []),
                 tools=[(t["name"], first_property(t["input_schema"])) for t in body.get("tools") or []],
-                tool_choice=str(choice_name))
+                tool_choice=str(choice_name),
+                schemas={t["name"]: t["input_schema"] for t in body.get("tools") or []})
 
 
 def _usage(a: Answer, output: int) -> dict[str, Any]:
@@ -145,11 +151,22 @@ def _usage(a: Answer, output: int) -> dict[str, Any]:
             "cache_read_input_tokens": cached, "output_tokens": output, "service_tier": "standard"}
 
 
+THOUGHT = "Thinking it over."
+SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+
+
+def _thinking(body: dict[str, Any]) -> bool:
+    """With ``thinking`` enabled the fake answers a thinking block (with its signature) first."""
+    return (body.get("thinking") or {}).get("type") == "enabled"
+
+
 def message(body: dict[str, Any], a: Answer) -> dict[str, Any]:
     if a.tool_call:
         content = [{"type": "tool_use", "id": "toolu_01" + a.call_id, "name": a.tool_call[0], "input": a.tool_call[1]}]
     else:
         content = [{"type": "text", "text": a.text}] if a.text else []
+    if _thinking(body):
+        content = [{"type": "thinking", "thinking": THOUGHT, "signature": SIGNATURE}] + content
     stop_reason = "stop_sequence" if a.stop_sequence else STOP_REASON[a.finish]
     return {"id": "msg_01" + uuid.uuid4().hex[:22], "type": "message", "role": "assistant", "model": body["model"],
             "content": content, "stop_reason": stop_reason, "stop_sequence": a.stop_sequence,
@@ -166,6 +183,17 @@ def stream_frames(body: dict[str, Any], a: Answer) -> Iterator[bytes]:
     else:
         start.pop("usage")
     yield sse({"type": "message_start", "message": start}, "message_start")
+    index = 0
+    if _thinking(body):
+        full["content"] = full["content"][1:]
+        yield sse({"type": "content_block_start", "index": 0,
+                   "content_block": {"type": "thinking", "thinking": "", "signature": ""}}, "content_block_start")
+        yield sse({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": THOUGHT}},
+                  "content_block_delta")
+        yield sse({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "signature_delta", "signature": SIGNATURE}}, "content_block_delta")
+        yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        index = 1
     if a.tool_call:
         block = dict(full["content"][0], input={})
         args = json.dumps(a.tool_call[1])
@@ -175,7 +203,7 @@ def stream_frames(body: dict[str, Any], a: Answer) -> Iterator[bytes]:
         block = {"type": "text", "text": ""}
         pieces = a.pieces
         delta_of = lambda p: {"type": "text_delta", "text": p}  # noqa: E731
-    yield sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start")
+    yield sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start")
     yield sse({"type": "ping"}, "ping")
     delay, half = a.number("chunk_delay"), max(1, len(pieces) // 2)
     for j, piece in enumerate(pieces):
@@ -186,8 +214,8 @@ def stream_frames(body: dict[str, Any], a: Answer) -> Iterator[bytes]:
             raise CutConnection()
         if delay:
             time.sleep(delay)
-        yield sse({"type": "content_block_delta", "index": 0, "delta": delta_of(piece)}, "content_block_delta")
-    yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        yield sse({"type": "content_block_delta", "index": index, "delta": delta_of(piece)}, "content_block_delta")
+    yield sse({"type": "content_block_stop", "index": index}, "content_block_stop")
     delta: dict[str, Any] = {"type": "message_delta",
                              "delta": {"stop_reason": full["stop_reason"], "stop_sequence": full["stop_sequence"]}}
     if with_usage:

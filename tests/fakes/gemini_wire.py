@@ -149,9 +149,17 @@ def parse_turn(req: Request, fake: Any) -> Turn | Reply:
     choice = {"NONE": "none", "ANY": "required"}.get(mode, "auto")
     if mode == "ANY" and calling.get("allowedFunctionNames"):
         choice = calling["allowedFunctionNames"][0]
+    json_format = None
+    if config.get("responseMimeType") == "application/json":
+        json_format = config.get("responseSchema") or {}
+    elif config.get("responseSchema"):
+        return error(400, "response_mime_type must be application/json when response_schema is set")
+    schemas = {decl["name"]: decl.get("parameters") for tool in body.get("tools") or []
+               for decl in tool.get("functionDeclarations") or tool.get("function_declarations") or []}
     return Turn(texts=texts, last_text=last_text, last_is_tool_result=bool(results) and last is contents[-1],
                 max_tokens=config.get("maxOutputTokens"), stop=list(config.get("stopSequences") or []),
-                n=int(config.get("candidateCount") or 1), tools=tools, tool_choice=choice)
+                n=int(config.get("candidateCount") or 1), tools=tools, tool_choice=choice,
+                json_format=json_format, schemas=schemas)
 
 
 def _usage(a: Answer, final: bool) -> dict[str, Any]:

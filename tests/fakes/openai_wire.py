@@ -102,10 +102,21 @@ def parse_turn(body: dict[str, Any]) -> Turn | Reply:
     choice = body.get("tool_choice", "auto")
     if isinstance(choice, dict):
         choice = (choice.get("function") or {}).get("name", "auto")
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema" and not isinstance((fmt.get("json_schema") or {}).get("schema"), dict):
+        return error(400, "Missing required parameter: 'response_format.json_schema.schema'.", "invalid_request_error",
+                     "missing_required_parameter", "response_format.json_schema.schema")
+    json_format = None
+    if fmt.get("type") == "json_schema":
+        json_format = fmt["json_schema"]["schema"]
+    elif fmt.get("type") == "json_object":
+        json_format = {}
     return Turn(texts=texts, last_text=last_text, last_is_tool_result=is_tool,
                 max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
                 stop=[stop] if isinstance(stop, str) else list(stop or []), n=int(body.get("n") or 1),
-                tools=tools, tool_choice=str(choice))
+                tools=tools, tool_choice=str(choice), json_format=json_format,
+                schemas={t["function"]["name"]: t["function"].get("parameters") for t in body.get("tools") or []
+                         if t.get("type") == "function"})
 
 
 def usage(a: Answer) -> dict[str, Any]:

@@ -19,7 +19,10 @@ Directives in the last user text steer the fake (several may share one ``[fake:.
   ``blocked`` (Gemini) block the prompt
 
 With ``tools`` in the request (and tool choice not "none") and a user text as the last turn, the fake
-calls a tool instead: the named one, else the first, with ``{<first property>: <user text>}``.
+calls a tool instead: the named one, else the first, with ``{<first property>: <user text>}`` (when the
+tool's schema is known, a value valid against it whose first string is the user text: ``fill``).
+When the request asks for JSON output (OpenAI ``response_format``, Gemini ``responseMimeType``) the text
+reply is JSON: ``fill(schema)``, or ``{"echo": <user text>}`` without a schema.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class Turn:
     n: int = 1
     tools: list[tuple[str, str]] = field(default_factory=list)  # (name, first property) per tool
     tool_choice: str = "auto"  # "auto" | "none" | "required" | a tool name
+    schemas: dict[str, Any] = field(default_factory=dict)  # tool name -> its parameters schema
+    json_format: dict[str, Any] | None = None  # the JSON output asked for: its schema, or {} for any object
 
 
 @dataclass
@@ -142,9 +147,13 @@ class Script:
         tool = self._tool_to_call(turn)
         if tool is not None:
             name, prop = tool
-            args = {prop: strip_directives(turn.last_text)}
+            schema = turn.schemas.get(name)
+            args = fill(schema, strip_directives(turn.last_text)) if schema else {prop: strip_directives(turn.last_text)}
             return Answer("", "tool_calls", None, (name, args), prompt_tokens, words(json.dumps(args)), [], d)
         reply = "Echo: " + turn.last_text
+        if turn.json_format is not None:
+            said = strip_directives(turn.last_text)
+            reply = json.dumps(fill(turn.json_format, said) if turn.json_format else {"echo": said})
         if d.get("tokens"):
             base = reply.split() or ["Echo:"]
             count = int(d["tokens"])
@@ -183,6 +192,41 @@ def _pieces(text: str, count: int | None) -> list[str]:
         pieces.append(text[at : at + step])
         at += step
     return pieces
+
+
+def fill(schema: Any, text: str) -> Any:
+    """A value valid against a simple JSON schema (types, properties, enum/const, minimum, minItems); the
+    first string in it is ``text``."""
+    used = [False]
+
+    def value(node: Any) -> Any:
+        node = node if isinstance(node, dict) else {}
+        if "const" in node:
+            return node["const"]
+        if node.get("enum"):
+            return node["enum"][0]
+        if node.get("anyOf") or node.get("oneOf"):
+            return value((node.get("anyOf") or node.get("oneOf"))[0])
+        kind = node.get("type")
+        kind = next((k for k in kind if k != "null"), "null") if isinstance(kind, list) else kind
+        kind = kind or ("object" if "properties" in node else "string")
+        if kind == "object":
+            return {k: value(v) for k, v in (node.get("properties") or {}).items()}
+        if kind == "array":
+            return [value(node.get("items")) for _ in range(max(1, int(node.get("minItems") or 0)))]
+        if kind in ("integer", "number"):
+            low = node.get("minimum", 0)
+            return max(low, min(node.get("maximum", 1), 1))
+        if kind == "boolean":
+            return False
+        if kind == "null":
+            return None
+        if not used[0]:
+            used[0] = True
+            return text
+        return "x" * max(1, int(node.get("minLength") or 1))
+
+    return value(schema)
 
 
 def first_property(schema: Any) -> str:

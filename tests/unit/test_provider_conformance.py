@@ -164,8 +164,6 @@ def test_stream_max_tokens_finishes_with_length(provider: Any) -> None:
 # -- tools ----------------------------------------------------------------------------------------------
 
 def test_tools_round_trip(provider: Any, fake: FakeUpstream) -> None:
-    if provider.name == "sandbox":
-        pytest.skip("the sandbox does not call tools")
     first = ask(provider, say("Paris"), tools=TOOLS)
     choice = first["choices"][0]
     assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
@@ -178,7 +176,10 @@ def test_tools_round_trip(provider: Any, fake: FakeUpstream) -> None:
         {"role": "tool", "tool_call_id": call["id"], "content": "sunny, 21 C"},
     ]
     second = ask(provider, history, tools=TOOLS)
-    assert second["choices"][0]["message"]["content"] == "Echo: sunny, 21 C"
+    if provider.name == "sandbox":
+        assert "sunny, 21 C" in second["choices"][0]["message"]["content"]
+    else:
+        assert second["choices"][0]["message"]["content"] == "Echo: sunny, 21 C"
     assert second["choices"][0]["finish_reason"] == "stop"
 
     chunks = stream(provider, say("Paris"), tools=TOOLS)
@@ -187,6 +188,74 @@ def test_tools_round_trip(provider: Any, fake: FakeUpstream) -> None:
     arguments = "".join(d["function"].get("arguments") or "" for d in deltas)
     assert json.loads(arguments) == {"city": "Paris"}
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "tool_calls"
+
+
+def test_named_tool_choice_calls_that_tool(provider: Any) -> None:
+    tools = TOOLS + [{"type": "function", "function": {"name": "get_time", "parameters": {
+        "type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}}]
+    result = ask(provider, say("UTC"), tools=tools, tool_choice={"type": "function", "function": {"name": "get_time"}})
+    call = result["choices"][0]["message"]["tool_calls"][0]
+    assert call["function"]["name"] == "get_time" and json.loads(call["function"]["arguments"]) == {"zone": "UTC"}
+
+
+# -- structured output ----------------------------------------------------------------------------------
+
+ANSWER_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["answer", "confidence", "tags"],
+                 "properties": {"answer": {"type": "string"},
+                                "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                                "tags": {"type": "array", "items": {"type": "string"}}}}
+FORMATS = {
+    "json_object": ({"type": "json_object"}, {"type": "object"}),
+    "json_schema": ({"type": "json_schema", "json_schema": {"name": "answer", "strict": True, "schema": ANSWER_SCHEMA}},
+                    ANSWER_SCHEMA),
+    "json_schema_array": ({"type": "json_schema", "json_schema": {"name": "numbers", "schema": {
+        "type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2}}},
+        {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2}),
+}
+
+
+@pytest.mark.parametrize("kind", list(FORMATS))
+def test_structured_output_is_valid_json_plain_and_streamed(provider: Any, fake: FakeUpstream, kind: str) -> None:
+    import jsonschema
+
+    response_format, schema = FORMATS[kind]
+    result = ask(provider, say("give me json"), response_format=response_format)
+    choice = result["choices"][0]
+    assert choice["finish_reason"] == "stop" and not choice["message"].get("tool_calls")
+    jsonschema.validate(json.loads(choice["message"]["content"]), schema)
+    if provider.name != "sandbox":
+        sent = fake.requests[-1].json
+        if provider.name == "anthropic":  # a forced tool whose input schema is the schema
+            forced = sent["tool_choice"]["name"]
+            tool = next(t for t in sent["tools"] if t["name"] == forced)
+            assert tool["input_schema"]["type"] == "object"
+        elif provider.name == "gemini":
+            assert sent["generationConfig"]["responseMimeType"] == "application/json"
+            assert ("responseSchema" in sent["generationConfig"]) == (kind != "json_object")
+        else:
+            assert sent["response_format"] == response_format
+    chunks = stream(provider, say("give me json"), response_format=response_format)
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+    assert not any(c["choices"][0]["delta"].get("tool_calls") for c in chunks if c["choices"])
+    jsonschema.validate(json.loads(joined(chunks)), schema)
+
+
+@pytest.mark.parametrize("param,value", [("seed", 7), ("logit_bias", {"50256": -100}), ("logprobs", True),
+                                         ("presence_penalty", 0.5), ("web_search_options", {})])
+def test_a_parameter_the_provider_cannot_honour_is_refused_by_name(provider: Any, fake: FakeUpstream,
+                                                                    param: str, value: Any) -> None:
+    honours = {"openai": {"seed", "logit_bias", "logprobs", "presence_penalty", "web_search_options"},  # passed on
+               "gemini": {"seed", "presence_penalty"}, "anthropic": set(),
+               "sandbox": {"seed", "logit_bias", "logprobs", "presence_penalty", "web_search_options"}}  # no effect
+    if param in honours[provider.name]:
+        assert ask(provider, **{param: value})["choices"][0]["finish_reason"] == "stop"
+        return
+    count = len(fake.requests)
+    with pytest.raises(errors.UpstreamBadRequest) as caught:
+        ask(provider, **{param: value})
+    assert caught.value.param == param and caught.value.code == "unsupported_parameter"
+    assert caught.value.status == 400 and param in caught.value.message
+    assert len(fake.requests) == count  # refused before any upstream call
 
 
 # -- errors ---------------------------------------------------------------------------------------------

@@ -207,7 +207,7 @@ def test_gemini_json_schema_and_strict_tools_are_accepted(fake: FakeUpstream, ht
             "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
                 "type": "object", "properties": {"a": {"type": "integer"}}, "additionalProperties": False}}}}
     result = provider.complete(body, model="gemini-x", timeout=5)
-    assert result["choices"][0]["message"]["content"] == "Echo: hi"
+    assert json.loads(result["choices"][0]["message"]["content"]) == {"a": 1}  # the fake honours JSON mode
     sent = fake.requests[-1]
     assert sent.path == "/v1beta/models/gemini-x:generateContent" and sent.headers["x-goog-api-key"] == "k"
     assert sent.json["generationConfig"]["responseSchema"] == {"type": "object", "properties": {"a": {"type": "integer"}}}
