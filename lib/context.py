@@ -17,6 +17,7 @@ class RequestContext:
     endpoint: str
     client_ip: str = ""
     proxy_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    request_id: str | None = None  # the x-request-id answered (the client's when well formed, else proxy_id)
     started: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
     key: KeyRecord | None = None

@@ -28,22 +28,24 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["aiproxy"] = svc
 
+    from lib.protocols.responses_store import ResponseStore
     from src import errors as error_handlers
-    from src.views import admin, chat, health, pages, usage, vendors
+    from src.cors import finish_cors, init_cors, request_id
+    from src.views import admin, chat, health, messages, pages, responses, usage, vendors
 
     error_handlers.register(app, svc.notify)
-    for view in (chat, admin, health, usage, pages, vendors):
+    for view in (chat, responses, messages, admin, health, usage, pages, vendors):
         app.register_blueprint(view.bp)
+    app.extensions[responses.EXTENSION] = ResponseStore(svc.redis, prefix=settings.redis_prefix,
+                                                        ttl_s=settings.log_retention_days * 86400)
 
     @app.after_request
     def _finish(response: Response) -> Response:
         ctx: RequestContext | None = g.get("aiproxy_ctx")
-        if settings.cors_allowed_origins:
-            origin = request.headers.get("Origin")
-            if origin and (origin in settings.cors_allowed_origins or "*" in settings.cors_allowed_origins):
-                response.headers["Access-Control-Allow-Origin"] = origin
-                response.headers["Vary"] = "Origin"
-                response.headers["Access-Control-Expose-Headers"] = "x-aiproxy-id, x-aiproxy-cache, Retry-After"
+        finish_cors(request, response)
+        if ctx is not None:
+            ctx.request_id = ctx.request_id or request_id(request, ctx.proxy_id)
+        response.headers["x-request-id"] = ctx.request_id if ctx is not None else request_id(request)
         if ctx is not None and ctx.logged:
             response.headers.setdefault("x-aiproxy-id", ctx.proxy_id)
             if not response.is_streamed:
@@ -52,4 +54,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             response.call_on_close(lambda: svc.gateway.finish(ctx))
         return response
 
+    init_cors(app, settings.cors_allowed_origins)  # after _finish: its hook must run first (Flask runs them in reverse)
     return app

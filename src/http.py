@@ -67,7 +67,10 @@ def presented_key(req: Request) -> tuple[str | None, str | None]:
 def context(endpoint: str, *, logged: bool = False) -> RequestContext:
     """A fresh ``RequestContext`` for this request, kept in ``g``. ``logged`` requests get exactly one
     request-log record however they end (success, error, refusal, client gone)."""
+    from src.cors import request_id
+
     ctx = RequestContext(endpoint=endpoint, client_ip=request.remote_addr or "", logged=logged)
+    ctx.request_id = request_id(request, ctx.proxy_id)
     g.aiproxy_ctx = ctx
     return ctx
 

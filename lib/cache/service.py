@@ -77,7 +77,15 @@ class CacheService:
         return (body.get("n") in (None, 1)) and (ctx.key is None or ctx.key.cache)
 
     def lookup(self, ctx: RequestContext, body: dict[str, Any], *, provider: str, model: str) -> tuple[Hit | None, Lookup]:
-        """Find a stored answer for ``body``: exact first, then semantic. Never raises."""
+        """Find a stored answer for ``body``: exact first, then semantic. Never raises. A hit sets the
+        ``x-aiproxy-provider`` header a live answer would carry (entries are keyed by provider, so it is the
+        provider whose answer is replayed)."""
+        hit, info = self._lookup(ctx, body, provider=provider, model=model)
+        if hit is not None:
+            ctx.headers["x-aiproxy-provider"] = provider
+        return hit, info
+
+    def _lookup(self, ctx: RequestContext, body: dict[str, Any], *, provider: str, model: str) -> tuple[Hit | None, Lookup]:
         info = Lookup()
         scope = scope_for(ctx.key.cache_scope if ctx.key else "key", key_id=ctx.key_id or "-",
                           user_id=ctx.user_id or "-")

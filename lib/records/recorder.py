@@ -33,6 +33,7 @@ def record_of(ctx: RequestContext) -> RequestRecord:
         cache_similarity=ctx.cache_similarity, cache_entry=ctx.cache_entry, saved_tokens=ctx.saved_tokens,
         saved_cost_usd=_decimal(ctx.saved_cost_usd), client_disconnected=ctx.client_disconnected,
         request_body=ctx.request_body, response_body=ctx.response_body, error_message=ctx.error_message,
+        request_id=ctx.request_id,
     )
 
 

@@ -69,6 +69,7 @@ class RequestRecord:
     request_body: str | None = None
     response_body: str | None = None
     error_message: str | None = None
+    request_id: str | None = None
 
     @property
     def total_tokens(self) -> int:
