@@ -36,7 +36,29 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from lib import store as redis_store  # noqa: E402
 from lib.cache.embedder import Embedder, default_onnx_path, find_model_path  # noqa: E402
+from lib.cache.guards import analyze, check_features  # noqa: E402
 from lib.cache.semantic import DEFAULT_THRESHOLD, SemanticIndex  # noqa: E402
+from lib.cache.verify import prepare, verify  # noqa: E402
+
+
+def previous_lookup(index: SemanticIndex, scope: str, prompt: str, vec: np.ndarray, memo: dict[int, Any]) -> bool:
+    """The lookup as it was before the verification stage (issue 15), for an in-run baseline: candidates at
+    cosine >= 0.89, best first, the first one the lexical guards allow (cached prompts' features memoized)."""
+    snap = index._sync(scope)
+    _, start, end, vecs, ids, _, prompts, _ = snap
+    sims = vecs[start:end] @ vec
+    above = np.flatnonzero(sims >= 0.89)
+    if above.size > 16:
+        above = above[np.argpartition(-sims[above], 16)[:16]]
+    new = analyze(prompt)
+    for row in above[np.argsort(-sims[above], kind="stable")].tolist():
+        key = int(ids[start + row])
+        feats = memo.get(key)
+        if feats is None:
+            feats = memo[key] = analyze(prompts[start + row])
+        if check_features(new, feats) is None:
+            return True
+    return False
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -73,7 +95,9 @@ def prompts() -> tuple[list[str], list[str]]:
     """(cached prompts, new prompts): the two sides of the labelled pairs, so lookups hit and miss."""
     cached: list[str] = []
     new: list[str] = []
-    for name in ("semantic_pairs.jsonl", "semantic_pairs_heldout.jsonl"):
+    for name in ("semantic_pairs.jsonl", "semantic_pairs_tuned.jsonl", "semantic_pairs_heldout.jsonl"):
+        if not (ROOT / "tests" / "data" / name).is_file():
+            continue
         with open(ROOT / "tests" / "data" / name, encoding="utf-8") as f:
             for line in f:
                 p = json.loads(line)
@@ -192,6 +216,12 @@ def main() -> int:
             lines.append(row("embed, onnx, 1 thread, default export (alternating with the baseline)", new_s))
             lines.append(row(f"embed, onnx, 1 thread, baseline {args.baseline_onnx}", base_s))
         real = list(zip(cached, emb.embed_batch(cached)))
+        sample = [(prepare(a), prepare(b)) for a, b in zip(queries[:100], cached[:100])]
+        lines.append(row("verification: prepare one new prompt (features + shape)",
+                         timed(lambda: prepare(queries[len(queries) // 2]), 200)))
+        it_v = iter(sample * 10)
+        lines.append(row("verification: verify one candidate (prepared)",
+                         timed(lambda: verify(*next(it_v), 0.9, threshold=DEFAULT_THRESHOLD), 500)))
         qvecs = emb.embed_batch(queries)
         kept: tuple[SemanticIndex, str] | None = None
 
@@ -217,6 +247,26 @@ def main() -> int:
             lines.append(row(f"lookup, {size:,} entries, vector given (filled in {fill_s:.0f} s; "
                              f"first lookup loads the scope in {load_ms:.0f} ms)", timed(one, args.lookups)))
             lines[-1] += f" hits {sum(hits)}/{len(hits)}"
+            examined: list[int] = []
+            k2 = iter(range(10**9))
+
+            def counted() -> None:
+                i = next(k2) % len(queries)
+                examined.append(index.search(scope, queries[i], vector=qvecs[i]).candidates)
+
+            timed(counted, min(args.lookups, len(queries)))
+            lines.append(f"| (candidates verified per lookup at {size:,}: mean {statistics.mean(examined):.1f}, "
+                         f"max {max(examined)}) | | | |")
+            memo: dict[int, Any] = {}
+            k3 = iter(range(10**9))
+            old_hits = []
+
+            def old() -> None:
+                i = next(k3) % len(queries)
+                old_hits.append(previous_lookup(index, scope, queries[i], qvecs[i], memo))
+
+            lines.append(row(f"baseline: the previous lookup (guards only, cosine >= 0.89), {size:,} entries",
+                             timed(old, args.lookups)))
             samples = []
             for i in range(50):
                 index.add(scope, "a new prompt arrives", "knew", vector=qvecs[1])

@@ -1,15 +1,18 @@
-"""Semantic cache quality: hit rate and false-hit rate by threshold, on the labelled prompt pairs.
+"""Semantic cache quality: hit rate and wrong-answer rate on the labelled prompt pairs, by part and by kind.
 
-    .venv/bin/python bench/semantic_eval.py [--backend auto|onnx|torch] [--markdown]
+    .venv/bin/python bench/semantic_eval.py [--backend auto|onnx|torch] [--threshold T] [--errors [PART]]
 
-For each pair (a, b) the cached prompt is ``a`` and the new request is ``b``. A pair *hits* when the cosine
-similarity of their all-MiniLM-L6-v2 embeddings is at least the threshold and the guards allow it.
+For each pair (a, b) the cached prompt is ``a`` and the new request is ``b``. A pair *hits* when ``a`` is a
+candidate for ``b`` (cosine of their all-MiniLM-L6-v2 embeddings at least the strictness level's floor)
+and the verification stage (:mod:`lib.cache.verify`) allows it: exactly what ``SemanticIndex.search`` does.
 
-- hit rate: hits among pairs labelled ``same`` (rewordings that should be served from cache);
-- false-hit rate: hits among pairs labelled ``different`` (each one would serve a wrong answer).
+- hit rate: hits among pairs labelled ``same`` (rewordings that should be served from the cache);
+- wrong-answer rate: hits among pairs labelled ``different`` (each one would serve a wrong answer).
 
-Printed for the development set (``tests/data/semantic_pairs.jsonl``), the held-out set written after the
-guards were frozen (``tests/data/semantic_pairs_heldout.jsonl``) and both together, with and without guards.
+Parts: the *tuned* parts (the method was developed on them) and the *held-out* parts (written without
+looking at the method's decisions; see ``PARTS``). Printed at the shipped defaults for each strictness
+level, with baselines (the previous default: the lexical guards at 0.89; the guards and the model alone at
+the same threshold), then by kind, then by threshold.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,10 +32,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from lib.cache.embedder import Embedder  # noqa: E402
 from lib.cache.guards import check_pair  # noqa: E402
+from lib.cache.semantic import DEFAULT_THRESHOLD, STRICTNESS  # noqa: E402
+from lib.cache.verify import candidate_floor, prepare, verify  # noqa: E402
 
-DEV = ROOT / "tests" / "data" / "semantic_pairs.jsonl"
-HELDOUT = ROOT / "tests" / "data" / "semantic_pairs_heldout.jsonl"
-THRESHOLDS = (0.70, 0.75, 0.80, 0.83, 0.85, 0.87, 0.89, 0.91, 0.93, 0.95)
+DATA = ROOT / "tests" / "data"
+# (name, file, role): "tuned" parts were looked at while the method was built, "held-out" parts were not
+PARTS = (
+    ("dev", "semantic_pairs.jsonl", "tuned"),
+    ("tuned", "semantic_pairs_tuned.jsonl", "tuned"),
+    ("held-out", "semantic_pairs_heldout.jsonl", "held-out"),
+)
+PREVIOUS_THRESHOLD = 0.89
+THRESHOLDS = (0.70, 0.75, 0.78, 0.80, 0.82, 0.85, 0.89, 0.93, 0.95)
 
 
 def load_pairs(path: Path) -> list[dict[str, Any]]:
@@ -41,78 +52,142 @@ def load_pairs(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def load_parts(names: tuple[tuple[str, str, str], ...] = PARTS) -> dict[str, list[dict[str, Any]]]:
+    """Every part whose file exists, by name; each pair gets its part's role as ``role``."""
+    out = {}
+    for name, filename, role in names:
+        if (DATA / filename).is_file():
+            pairs = load_pairs(DATA / filename)
+            for p in pairs:
+                p["role"] = role
+            out[name] = pairs
+    return out
+
+
 def score(pairs: list[dict[str, Any]], embedder: Embedder) -> None:
-    """Add ``sim`` (cosine) and ``guard`` (None or the refusal reason) to every pair, in place."""
+    """Add ``sim`` (cosine), ``guard`` (the previous guards' refusal) and the prepared prompts, in place."""
     texts = sorted({t for p in pairs for t in (p["a"], p["b"])})
     vecs = embedder.embed_batch(texts)
     index = {t: i for i, t in enumerate(texts)}
+    prepared = {t: prepare(t) for t in texts}
     for p in pairs:
         p["sim"] = float(vecs[index[p["a"]]] @ vecs[index[p["b"]]])
         p["guard"] = check_pair(p["b"], p["a"])
+        p["new"], p["cached"] = prepared[p["b"]], prepared[p["a"]]
 
 
-def rates(pairs: list[dict[str, Any]], threshold: float, guards: bool = True) -> tuple[float, float, int, int]:
-    """(hit rate on ``same``, false-hit rate on ``different``, number of same, number of different)."""
+def decision(method: str, threshold: float) -> Callable[[dict[str, Any]], bool]:
+    """Whether a pair hits: ``model`` (cosine alone), ``guards`` (the previous lexical guards) or a strictness."""
+    if method == "model":
+        return lambda p: p["sim"] >= threshold
+    if method == "guards":
+        return lambda p: p["sim"] >= threshold and p["guard"] is None
+    if method == "previous":  # what shipped before issue 15: the guards at cosine >= 0.89
+        return lambda p: p["sim"] >= PREVIOUS_THRESHOLD and p["guard"] is None
+    floor = candidate_floor(threshold, method)
+    return lambda p: p["sim"] >= floor and verify(p["new"], p["cached"], p["sim"], threshold=threshold,
+                                                   strictness=method).ok
+
+
+def rates(pairs: list[dict[str, Any]], hit: Callable[[dict[str, Any]], bool]) -> tuple[float, float, int, int, int]:
+    """(hit rate on ``same``, wrong-answer rate on ``different``, wrong answers, same pairs, different pairs)."""
     same = [p for p in pairs if p["label"] == "same"]
     diff = [p for p in pairs if p["label"] == "different"]
-
-    def hit(p: dict[str, Any]) -> bool:
-        return p["sim"] >= threshold and (not guards or p["guard"] is None)
-
-    return (sum(map(hit, same)) / max(1, len(same)), sum(map(hit, diff)) / max(1, len(diff)), len(same), len(diff))
+    wrong = sum(map(hit, diff))
+    return sum(map(hit, same)) / max(1, len(same)), wrong / max(1, len(diff)), wrong, len(same), len(diff)
 
 
-def table(sets: dict[str, list[dict[str, Any]]]) -> str:
-    """The markdown table: one row per threshold, hit/false-hit per set, with guards and model alone."""
-    names = list(sets)
-    head = "| threshold | " + " | ".join(f"{n}: hit / false hit" for n in names) + " | all, model alone: hit / false hit |"
-    lines = [head, "|" + " --- |" * (len(names) + 2)]
-    everything = [p for ps in sets.values() for p in ps]
-    for t in THRESHOLDS:
+def summary(parts: dict[str, list[dict[str, Any]]], threshold: float) -> str:
+    """Markdown: per part, hit / wrong for each strictness level and the two baselines at ``threshold``."""
+    methods = list(STRICTNESS) + ["previous", "guards", "model"]
+    label = {"previous": f"previous default (guards, {PREVIOUS_THRESHOLD:.2f})", "guards": "guards alone",
+             "model": "model alone"}
+    head = "| part | pairs (same / different) | " + " | ".join(
+        f"{label.get(m, m)}: hit / wrong" for m in methods) + " |"
+    lines = [head, "|" + " --- |" * (len(methods) + 2)]
+    groups = dict(parts)
+    for role in ("tuned", "held-out"):
+        members = [p for ps in parts.values() for p in ps if p["role"] == role]
+        if len(members) and len([n for n, ps in parts.items() if ps and ps[0]["role"] == role]) > 1:
+            groups[f"all {role}"] = members
+    for name, pairs in groups.items():
         cells = []
-        for n in names:
-            h, f, _, _ = rates(sets[n], t)
-            cells.append(f"{h:.1%} / {f:.1%}")
-        h, f, _, _ = rates(everything, t, guards=False)
-        lines.append(f"| {t:.2f} | " + " | ".join(cells) + f" | {h:.1%} / {f:.1%} |")
+        n_same = n_diff = 0
+        for m in methods:
+            h, w, k, n_same, n_diff = rates(pairs, decision(m, threshold))
+            cells.append(f"{h:.1%} / {w:.1%} ({k})")
+        lines.append(f"| {name} | {n_same} / {n_diff} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def by_category(pairs: list[dict[str, Any]], threshold: float) -> str:
-    """Markdown: per category and label, how many pairs hit at ``threshold`` (with guards)."""
-    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+def by_kind(pairs: list[dict[str, Any]], threshold: float) -> str:
+    """Markdown: per kind and label, how many pairs hit under each strictness level and the previous default."""
+    methods = list(STRICTNESS) + ["previous"]
+    fns = {m: decision(m, threshold) for m in methods}
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for p in pairs:
         c = counts[(p["category"], p["label"])]
-        c[0] += 1
-        c[1] += int(p["sim"] >= threshold and p["guard"] is None)
-    lines = ["| category | label | pairs | hits |", "| --- | --- | --- | --- |"]
-    for (cat, label), (n, h) in sorted(counts.items()):
-        lines.append(f"| {cat} | {label} | {n} | {h} |")
+        c["n"] += 1
+        for m, fn in fns.items():
+            c[m] += int(fn(p))
+    lines = ["| kind | label | pairs | " + " | ".join(f"hits, {m}" for m in methods) + " |",
+             "|" + " --- |" * (len(methods) + 3)]
+    for (kind, label), c in sorted(counts.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        lines.append(f"| {kind} | {label} | {c['n']} | " + " | ".join(str(c[m]) for m in methods) + " |")
+    return "\n".join(lines)
+
+
+def threshold_table(parts: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown: hit / wrong by threshold, tuned and held-out parts, for each strictness level."""
+    tuned = [p for ps in parts.values() for p in ps if p["role"] == "tuned"]
+    held = [p for ps in parts.values() for p in ps if p["role"] == "held-out"]
+    cols = [(m, name, pairs) for m in STRICTNESS for name, pairs in (("tuned", tuned), ("held-out", held)) if pairs]
+    lines = ["| threshold | " + " | ".join(f"{m}, {name}: hit / wrong" for m, name, _ in cols)
+             + " | model alone, all: hit / wrong |", "|" + " --- |" * (len(cols) + 2)]
+    for t in THRESHOLDS:
+        cells = [f"{rates(pairs, decision(m, t))[0]:.1%} / {rates(pairs, decision(m, t))[1]:.1%}"
+                 for m, _, pairs in cols]
+        h, w, *_ = rates(tuned + held, decision("model", t))
+        mark = f"**{t:.2f} (default)**" if abs(t - DEFAULT_THRESHOLD) < 1e-9 else f"{t:.2f}"
+        lines.append(f"| {mark} | " + " | ".join(cells) + f" | {h:.1%} / {w:.1%} |")
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", default="auto", choices=("auto", "onnx", "torch"))
-    parser.add_argument("--threshold", type=float, default=0.89, help="threshold for the per-category breakdown")
-    parser.add_argument("--errors", action="store_true", help="list the wrong decisions at --threshold")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="the rewording threshold")
+    parser.add_argument("--errors", nargs="?", const="all", default=None,
+                        help="list the wrong decisions at --threshold (of one part, or all)")
     args = parser.parse_args()
     embedder = Embedder(backend=args.backend, threads=2)
-    dev, held = load_pairs(DEV), load_pairs(HELDOUT)
+    parts = load_parts()
+    everything = [p for ps in parts.values() for p in ps]
     started = time.perf_counter()
-    score(dev + held, embedder)
-    print(f"# {len(dev)} development pairs, {len(held)} held-out pairs; backend {embedder.backend}; "
+    score(everything, embedder)
+    sizes = ", ".join(f"{name} {len(ps)}" for name, ps in parts.items())
+    print(f"# {len(everything)} labelled pairs ({sizes}); backend {embedder.backend}; "
           f"embedded and checked in {time.perf_counter() - started:.1f} s\n")
-    print(table({"development": dev, "held-out": held, "all": dev + held}))
-    print(f"\n## by category at {args.threshold:.2f} (development + held-out)\n")
-    print(by_category(dev + held, args.threshold))
+    print(f"## at the shipped defaults (threshold {args.threshold:.2f})\n")
+    print(summary(parts, args.threshold))
+    for role in ("tuned", "held-out"):
+        members = [p for p in everything if p["role"] == role]
+        if members:
+            print(f"\n## by kind, {role} parts, threshold {args.threshold:.2f}\n")
+            print(by_kind(members, args.threshold))
+    print("\n## by threshold\n")
+    print(threshold_table(parts))
     if args.errors:
-        print(f"\n## wrong decisions at {args.threshold:.2f}\n")
-        for p in dev + held:
-            hit = p["sim"] >= args.threshold and p["guard"] is None
-            if hit != (p["label"] == "same"):
-                print(f"- {p['label']:9} {p['category']:18} sim={p['sim']:.3f} guard={p['guard']!s:20} "
-                      f"{p['a'][:70]!r} | {p['b'][:70]!r}")
+        print(f"\n## wrong decisions at {args.threshold:.2f}, strict\n")
+        for name, pairs in parts.items():
+            if args.errors not in ("all", name):
+                continue
+            for p in pairs:
+                verdict = verify(p["new"], p["cached"], p["sim"], threshold=args.threshold)
+                hit = p["sim"] >= candidate_floor(args.threshold) and verdict.ok
+                if hit != (p["label"] == "same"):
+                    print(f"- {name:8} {p['label']:9} {p['category']:14} sim={p['sim']:.3f} "
+                          f"{verdict.check or 'hit'}: {verdict.detail} | {p['a'][:60]!r} | {p['b'][:60]!r}")
     return 0
 
 

@@ -2,8 +2,12 @@
 
 A *scope* is everything that must match exactly for a cached answer to be reusable (cache scope, resolved
 model, system prompt, earlier turns, output-changing parameters); the caller hashes it into
-``context_hash``. Within a scope, a new prompt hits when its embedding's cosine similarity with a cached
-prompt's is at least ``threshold`` *and* :mod:`lib.cache.guards` find no difference that changes the answer.
+``context_hash``. Within a scope, the cached prompts whose embedding is close to the new prompt's are the
+candidates, best first, and :mod:`lib.cache.verify` decides for each whether its answer may be served: a
+rewording needs cosine similarity of at least ``threshold``; a prompt with the same words in the same roles
+(typos, politeness, order aside) a lower floor; and a difference the embedding cannot see (a swapped role,
+another number, a changed instruction around the same pasted text, one word changed) refuses it.
+:meth:`SemanticIndex.search` says which check refused the best candidate when nothing is served.
 
 Redis layout (all keys of a scope share the hash tag ``{<context_hash>}``, so they sit in one Cluster slot):
 
@@ -32,13 +36,14 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from lib.cache.guards import Features, analyze, check_features
+from lib.cache.verify import STRICT, POLICIES, Prepared, Verdict, candidate_floor, prepare, verify
 
 DIM = 384
 MAX_TOKENS = 256  # longer prompts are not indexed: the model would only read their beginning
-# The shipped default for SEMANTIC_CACHE_THRESHOLD: the seed's value, which meets the quality bar with the
-# guards (see bench/semantic_eval.py and tests/unit/test_semantic_quality.py).
-DEFAULT_THRESHOLD = 0.89
+# The shipped default for SEMANTIC_CACHE_THRESHOLD (the bar for rewordings): with the verification stage it
+# meets the quality bar at the default strictness (see bench/semantic_eval.py, tests/unit/test_semantic_quality.py).
+DEFAULT_THRESHOLD = 0.80
+STRICTNESS = tuple(POLICIES)  # ("strict", "balanced"); the first is the default
 _HEAD = 16  # created_ms as 16 ASCII digits
 _VEC_BYTES = DIM * 4
 
@@ -91,6 +96,27 @@ class SemanticMatch:
     payload_key: str
 
 
+@dataclass(frozen=True)
+class SemanticSearch:
+    """What :meth:`SemanticIndex.search` found: the match served, or why the best candidate was refused.
+
+    ``veto_reason`` names the check that refused the most similar candidate (``"roles swapped"``,
+    ``"numbers differ"``, ``"similarity"``...), with ``veto_detail`` (what it saw, e.g. the words only in the
+    new prompt / only in the cached one: ``"paragraph / sentence"``) and
+    ``veto_similarity`` (that candidate's cosine); all None when there was a match or no candidate at all.
+    ``candidates`` is how many cached prompts were examined.
+    """
+
+    match: SemanticMatch | None = None
+    veto_reason: str | None = None
+    veto_similarity: float | None = None
+    veto_detail: str | None = None
+    candidates: int = 0
+
+
+_NOTHING = SemanticSearch()
+
+
 @dataclass
 class _Scope:
     """This process's copy of one scope: rows ``start:end`` of growable buffers, ordered by entry id."""
@@ -105,7 +131,7 @@ class _Scope:
     vecs: np.ndarray = field(default_factory=lambda: np.zeros((0, DIM), dtype=np.float32))
     prompts: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
-    features: dict[int, Features] = field(default_factory=dict)
+    features: dict[int, Prepared] = field(default_factory=dict)
     removed: set[int] = field(default_factory=set)
 
     @property
@@ -152,11 +178,12 @@ class SemanticIndex:
 
     ``redis``: a redis-py client (bytes responses). ``prefix``: key prefix. ``embedder``: has
     ``embed(text) -> ndarray`` and ``token_length(text) -> int`` (:class:`lib.cache.embedder.Embedder`, or
-    a client of an embedding server); used only when ``lookup``/``add`` get no ``vector``. ``threshold``: minimum cosine similarity.
+    a client of an embedding server); used only when ``lookup``/``add`` get no ``vector``. ``threshold``: minimum
+    cosine similarity for a rewording (prompts with the same words need less: see :mod:`lib.cache.verify`).
     ``max_entries_per_scope``: cap per scope, oldest evicted first. ``ttl_s``: entry lifetime.
     ``local_max_rows``: vectors this process keeps in memory across scopes (least recently used scopes
-    are dropped first). ``max_candidates``: how many of the closest entries above the threshold the
-    guards may examine. ``clock``: seconds since the epoch (``time.time``).
+    are dropped first). ``max_candidates``: how many of the closest entries the verification stage may
+    examine. ``clock``: seconds since the epoch (``time.time``).
     """
 
     def __init__(
@@ -227,55 +254,84 @@ class SemanticIndex:
                 scope.removed.add(int(entry_id))
 
     # ------------------------------------------------------------------------------------- read
-    def lookup(self, context_hash: str, prompt: str, vector: np.ndarray | None = None) -> SemanticMatch | None:
-        """Return the closest cached prompt of the scope at or above the threshold that the guards allow.
+    def lookup(self, context_hash: str, prompt: str, vector: np.ndarray | None = None, *,
+               strictness: str = STRICT) -> SemanticMatch | None:
+        """Return the closest cached prompt of the scope that verification allows, or None.
 
-        Returns None on no match, or when no ``vector`` is given and the prompt is longer than the model
-        reads. One Redis round trip when the scope has not changed since this process last looked, two
-        when it has. Raises ``redis.RedisError`` on Redis trouble, ``ValueError`` on a malformed vector.
+        The same as :meth:`search` without the explanation of a refusal.
         """
+        return self.search(context_hash, prompt, vector, strictness=strictness).match
+
+    def search(self, context_hash: str, prompt: str, vector: np.ndarray | None = None, *,
+               strictness: str = STRICT) -> SemanticSearch:
+        """Return the closest cached prompt of the scope that verification allows, or why none was.
+
+        ``strictness`` is ``"strict"`` (the default) or ``"balanced"`` (see :mod:`lib.cache.verify`). The
+        result has no match and no veto when no cached prompt is similar enough to be a candidate, or when
+        no ``vector`` is given and the prompt is longer than the model reads. One Redis round trip when the
+        scope has not changed since this process last looked, two when it has. Raises ``redis.RedisError``
+        on Redis trouble, ``ValueError`` on a malformed vector or an unknown ``strictness``.
+        """
+        if strictness not in POLICIES:
+            raise ValueError(f"strictness must be one of {STRICTNESS}, not {strictness!r}")
         vec = self._vector(prompt, vector)
         if vec is None:
-            return None
+            return _NOTHING
         snap = self._sync(context_hash)
         if snap is None:
-            return None
+            return _NOTHING
         scope, start, end, vecs, ids, created, prompts, keys = snap
         if end == start:
-            return None
+            return _NOTHING
         sims = vecs[start:end] @ vec
         fresh = created[start:end] > int(self.clock() * 1000) - self.ttl_ms
-        above = np.flatnonzero((sims >= self.threshold) & fresh)
+        above = np.flatnonzero((sims >= candidate_floor(self.threshold, strictness)) & fresh)
         if above.size == 0:
-            return None
+            return _NOTHING
         if above.size > self.max_candidates:
             above = above[np.argpartition(-sims[above], self.max_candidates)[: self.max_candidates]]
         order = above[np.argsort(-sims[above], kind="stable")]
-        new_features = analyze(prompt)
+        new = prepare(prompt)
+        first_veto: tuple[Verdict, float] | None = None
+        examined = 0
         for row in order.tolist():
             entry_id = int(ids[start + row])
             if entry_id in scope.removed:
                 continue
+            examined += 1
             cached_prompt = prompts[start + row]
-            feats = scope.features.get(entry_id)
-            if feats is None:
-                feats = scope.features[entry_id] = analyze(cached_prompt)
-            if check_features(new_features, feats) is None:
-                return SemanticMatch(str(entry_id), float(sims[row]), cached_prompt, keys[start + row])
-        return None
+            prepared = scope.features.get(entry_id)
+            if prepared is None:
+                prepared = scope.features[entry_id] = prepare(cached_prompt)
+            similarity = float(sims[row])
+            verdict = verify(new, prepared, similarity, threshold=self.threshold, strictness=strictness)
+            if verdict.ok:
+                return SemanticSearch(SemanticMatch(str(entry_id), similarity, cached_prompt, keys[start + row]),
+                                      candidates=examined)
+            if first_veto is None:
+                first_veto = (verdict, similarity)
+        if first_veto is None:
+            return _NOTHING
+        verdict, similarity = first_veto
+        return SemanticSearch(None, verdict.check, similarity, verdict.detail or None, examined)
 
-    def explain(self, context_hash: str, prompt: str, vector: np.ndarray | None = None) -> list[tuple[str, float, str | None]]:
-        """For debugging: (cached prompt, similarity, guard refusal or None) of the closest entries, best first."""
+    def explain(self, context_hash: str, prompt: str, vector: np.ndarray | None = None, *,
+                strictness: str = STRICT) -> list[tuple[str, float, str | None]]:
+        """For debugging: (cached prompt, similarity, refusal or None) of the closest entries, best first."""
         vec = self._vector(prompt, vector)
         snap = self._sync(context_hash) if vec is not None else None
         if snap is None or vec is None:
             return []
         _, start, end, vecs, _, _, prompts, _ = snap
         sims = vecs[start:end] @ vec
-        new_features = analyze(prompt)
+        new = prepare(prompt)
         best = np.argsort(-sims)[: self.max_candidates].tolist()
-        return [(prompts[start + r], float(sims[r]), check_features(new_features, analyze(prompts[start + r])))
-                for r in best]
+        out = []
+        for r in best:
+            verdict = verify(new, prepare(prompts[start + r]), float(sims[r]), threshold=self.threshold,
+                             strictness=strictness)
+            out.append((prompts[start + r], float(sims[r]), verdict.check))
+        return out
 
     # ---------------------------------------------------------------------------------- helpers
     def _vector(self, prompt: str, vector: np.ndarray | None) -> np.ndarray | None:

@@ -35,6 +35,9 @@ class Lookup:
     prompt: str | None = None
     vector: Any = None
     semantic_ok: bool = False
+    # a semantic miss whose best candidate verification refused: which check, and that candidate's cosine
+    veto_reason: str | None = None
+    veto_similarity: float | None = None
 
 
 def last_user_text(body: dict[str, Any]) -> tuple[str | None, bool]:
@@ -115,7 +118,9 @@ class CacheService:
             info.semantic_ok = True
             if not ctx.cache_lookup:
                 return None, info
-            match = self.semantic.lookup(info.context, prompt, vector=info.vector)
+            found = self.semantic.search(info.context, prompt, vector=info.vector)
+            match = found.match
+            info.veto_reason, info.veto_similarity = found.veto_reason, found.veto_similarity
             if match is not None:
                 answer = self.exact.get(match.payload_key)
                 if answer is not None:

@@ -104,11 +104,30 @@ def test_paraphrase_hits_and_changed_requests_miss(redis_client, key_prefix, emb
         assert index.lookup("ctx", prompt) is None, prompt
 
 
+def test_search_explains_a_refusal(redis_client, key_prefix, embedder) -> None:
+    index = make_index(redis_client, key_prefix, embedder)
+    index.add("ctx", "Is Lisbon west of Madrid?", "answer:west")
+    found = index.search("ctx", "Is Madrid west of Lisbon?")
+    assert found.match is None and found.candidates == 1
+    assert found.veto_reason == "roles swapped" and found.veto_similarity > DEFAULT_THRESHOLD
+    found = index.search("ctx", "Is Lisbon west of Madrid, Spain?")
+    assert found.match is None and found.veto_reason == "words added" and found.veto_detail == "spain / -"  # new prompt / cached prompt
+    found = index.search("ctx", "Is Lisbon to the west of Madrid?")
+    assert found.match is not None and found.veto_reason is None
+    nothing = index.search("ctx", "Write a haiku about invoices")
+    assert nothing.match is None and nothing.veto_reason is None and nothing.candidates == 0
+    with pytest.raises(ValueError):
+        index.search("ctx", "Is Lisbon west of Madrid?", strictness="lenient")
+
+
 def test_scopes_are_separate(redis_client, key_prefix, embedder) -> None:
     index = make_index(redis_client, key_prefix, embedder)
     index.add("scope-a", "What is the capital of Australia?", "answer:a")
     assert index.lookup("scope-b", "What is the capital of Australia?") is None
-    assert index.lookup("scope-a", "What's the capital city of Australia?") is not None
+    assert index.lookup("scope-a", "What's the capital city of Australia?", strictness="balanced") is not None
+    # strict (the default) refuses a word added on one side only: "city" here, "and German" elsewhere
+    assert index.lookup("scope-a", "What's the capital city of Australia?") is None
+    assert index.lookup("scope-a", "What's Australia's capital?") is not None
 
 
 def test_prompts_longer_than_the_model_reads_are_not_indexed(redis_client, key_prefix, embedder) -> None:

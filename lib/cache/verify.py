@@ -1,0 +1,129 @@
+"""The verification stage of a semantic hit: may the answer cached for one prompt be served for another?
+
+The index finds cached prompts whose embedding is close to the new one; this stage decides, for each of
+those few candidates, whether the two prompts ask the same thing. It runs, in order:
+
+1. the lexical guards of :mod:`lib.cache.guards` that look for one precise kind of difference: quoted text,
+   numbers, swapped directions, other terms of a closed set, names, negations and antonyms;
+2. the structural comparison of :mod:`lib.cache.structure`: an unexplained polar word ("not", "only",
+   "without", "before") refuses; when every content word has its counterpart (typos, politeness and word
+   order aside), the shared words must keep their roles ("Lisbon west of Madrid" / "Madrid west of Lisbon");
+3. the size of the rewording. A near-miss usually changes the words in one place and keeps the rest, and
+   then the embedding cannot see the change (the rest dominates it): so words replaced in one place are
+   refused whatever the similarity ("in one sentence" / "in one paragraph", "benefits" / "drawbacks"), as
+   are words added in one place when strict ("in French" / "in French and German"), and any change of
+   the instruction around shared pasted text (the pasted text dominates the vector). A rewording that
+   changes words in several places is trusted to the embedding, with a similarity bar.
+
+So a hit is served in two cases: the same words (modulo typos, politeness, order, synonyms) with the same
+roles, at a similarity of at least ``identical_min`` (typos lower the cosine a lot, and are safe); or a
+rewording of several words at a similarity of at least the index threshold. Measured trade-offs of the
+two levels are in API.md (``python bench/semantic_eval.py``).
+
+Levels (``strictness``): ``strict`` (the default) refuses words replaced or added in one place;
+``balanced`` also refuses a replacement in one place, but judges added words by the similarity bar, which
+it lowers a little (``paraphrase_slack``): more rewordings served ("capital" / "capital city"), and more
+near-misses that add a constraint ("in French" / "in French and German"). Pure Python; a few tenths of a millisecond
+a candidate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lib.cache.guards import Features, analyze
+from lib.cache.guards.rules import RULES
+from lib.cache.structure import Shape, compare, shape
+
+STRICT = "strict"
+BALANCED = "balanced"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The knobs of one strictness level."""
+
+    identical_min: float  # cosine floor for prompts with the same words and roles
+    max_refused_replacement: int  # words replaced in at most this many places: refused, whatever the cosine
+    max_refused_addition: int  # words only added (or only dropped) in at most this many places: refused
+    paraphrase_slack: float  # a rewording needs cosine >= threshold - slack
+
+
+POLICIES = {
+    STRICT: Policy(identical_min=0.60, max_refused_replacement=1, max_refused_addition=1, paraphrase_slack=0.0),
+    BALANCED: Policy(identical_min=0.60, max_refused_replacement=1, max_refused_addition=0, paraphrase_slack=0.04),
+}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What verification needs of one prompt, computed once (cached prompts keep theirs)."""
+
+    features: Features
+    shape: Shape
+
+
+def prepare(text: str) -> Prepared:
+    """Return the :class:`Prepared` form of ``text`` (pure; never raises on any text)."""
+    return Prepared(analyze(text), shape(text))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision on one candidate: ``ok``, else which check refused it and what it saw."""
+
+    ok: bool
+    check: str | None = None
+    detail: str = ""
+
+
+ALLOW = Verdict(True)
+
+
+def candidate_floor(threshold: float, strictness: str = STRICT) -> float:
+    """The lowest cosine at which a candidate can still be served under ``strictness``."""
+    policy = POLICIES[strictness]
+    return min(policy.identical_min, threshold - policy.paraphrase_slack)
+
+
+def verify(new: Prepared, cached: Prepared, similarity: float, *, threshold: float,
+           strictness: str = STRICT) -> Verdict:
+    """Decide whether ``cached``'s answer may be served for ``new`` (see the module docstring).
+
+    ``similarity`` is their cosine, ``threshold`` the index's bar for rewordings. Raises ``KeyError`` on an
+    unknown ``strictness``.
+    """
+    policy = POLICIES[strictness]
+    a, b = new.features, cached.features
+    if a.squashed == b.squashed:
+        return ALLOW if similarity >= policy.identical_min else Verdict(False, "similarity")
+    for reason, rule in RULES:
+        if rule(a, b):
+            return Verdict(False, reason)
+    d = compare(new.shape, cached.shape)
+    if d.polar:
+        return Verdict(False, "polarity differs", _words(d.polar))
+    if not d.only_a and not d.only_b:
+        if d.neutral_clash:
+            return Verdict(False, "relation differs")
+        if d.roles_swapped:
+            return Verdict(False, "roles swapped")
+        if similarity < policy.identical_min:
+            return Verdict(False, "similarity", f"{similarity:.3f} < {policy.identical_min:.2f}")
+        return ALLOW
+    detail = f"{_words(d.only_a)} / {_words(d.only_b)}"
+    if d.pasted:
+        return Verdict(False, "instruction differs", detail)
+    if not d.only_a or not d.only_b:
+        if d.edit <= policy.max_refused_addition:
+            return Verdict(False, "words added", detail)
+    elif d.edit <= policy.max_refused_replacement:
+        return Verdict(False, "words differ", detail)
+    bar = threshold - policy.paraphrase_slack
+    if similarity < bar:
+        return Verdict(False, "similarity", f"{similarity:.3f} < {bar:.2f} for a rewording")
+    return ALLOW
+
+
+def _words(words: tuple[str, ...]) -> str:
+    return ", ".join(dict.fromkeys(words)) or "-"
