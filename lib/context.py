@@ -29,6 +29,7 @@ class RequestContext:
     status: int = 200
     error_code: str | None = None
     error_message: str | None = None
+    upstream_error: str | None = None  # what a failing provider said (owner's log only, when bodies are kept)
     ttfb_ms: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -48,6 +49,7 @@ class RequestContext:
     response_body: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     reservation: Any = None
+    budget_clamped: bool = False  # the provider reported more than was reserved; the budget was charged the cap
     finished: bool = False
     logged: bool = False
 

@@ -181,6 +181,7 @@ class UpstreamError(GatewayError):
     def __init__(self, message: str = "The upstream provider failed", *, provider: str | None = None, **kw: Any):
         super().__init__(message, **kw)
         self.provider = provider
+        self.upstream_body: str | None = None  # what the provider said, for the owner's request log only
 
     @property
     def retryable(self) -> bool:

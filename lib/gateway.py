@@ -18,6 +18,7 @@ from lib import errors
 from lib.accounting import Accounting
 from lib.cache.service import Hit, Lookup, assemble, replay_completion, replay_stream
 from lib.context import RequestContext
+from lib.keys import KeyChanged
 from lib.providers.base import Provider, make_chunk, make_usage, text_of
 from lib.router import Route, Router
 from lib.protocols.chat import ChatCompletionRequest
@@ -50,6 +51,7 @@ class Gateway:
         limits: Any = None,
         cache: Any = None,
         policy: Any = None,
+        keys: Any = None,
         clock: Callable[[], float] = time.monotonic,
         on_upstream_error: Callable[[str, str], None] | None = None,
     ) -> None:
@@ -61,6 +63,7 @@ class Gateway:
         self.accounting = accounting
         self.cache = cache
         self.policy = policy
+        self.keys = keys
         self._clock = clock
         self._on_upstream_error = on_upstream_error
 
@@ -90,17 +93,40 @@ class Gateway:
             raise errors.UpstreamUnavailable(f"No configured provider can serve '{model}'.")
         return out
 
-    def prepare(self, ctx: RequestContext, req: ChatCompletionRequest) -> list[Target]:
-        """Authorization, policy and limits for ``req``; returns the targets to try. Raises ``GatewayError``."""
+    def prepare(self, ctx: RequestContext, req: ChatCompletionRequest) -> tuple[list[Target], dict[str, Any]]:
+        """Authorization, policy and limits for ``req``. Returns the targets to try and the upstream body —
+        with the output cap the budget reserved when the request set none. Raises ``GatewayError``."""
         ctx.requested_model = req.model
         ctx.stream = bool(req.stream)
-        targets = self.targets(ctx, req.model)
-        ctx.model = targets[0].model  # the provider is named once one is actually called
         if self.policy is not None:
             self.policy.check(_prompt_texts(req))
-        if self.limits is not None:
-            self.limits.reserve(ctx, req, [t.model for t in targets])
-        return targets
+        targets, cap = self._admit(ctx, lambda models: self.limits.reserve(ctx, req, models))
+        body = req.upstream_body()
+        if cap is not None:
+            body["max_completion_tokens"] = cap  # a budget is a cap: the provider may not write past it
+        return targets, body
+
+    def _admit(self, ctx: RequestContext, reserve: Callable[[list[str]], Any],
+               usable: Callable[[Target], bool] | None = None) -> tuple[list[Target], Any]:
+        """Route ``ctx.requested_model`` for the key and reserve its limits (``reserve(models)``), which also
+        confirms the key record is current; a key changed since this worker read it is re-read and checked
+        again (revoked, deactivated, expired, new limits or models), at most twice. Returns the targets and
+        what ``reserve`` returned. ``usable`` keeps only the targets that can serve the request (400 if none)."""
+        for _ in range(3):
+            targets = self.targets(ctx, ctx.requested_model or "")
+            if usable is not None:
+                targets = [t for t in targets if usable(t)]
+                if not targets:
+                    raise errors.InvalidValue(f"The model '{ctx.requested_model}' does not support this endpoint.",
+                                              param="model", code="unsupported_model")
+            ctx.model = targets[0].model  # the provider is named once one is actually called
+            if self.limits is None:
+                return targets, None
+            try:
+                return targets, reserve([t.model for t in targets])
+            except KeyChanged:
+                ctx.key = self.keys.refresh(ctx.key)
+        raise errors.ServiceUnavailable("This key is being changed right now; try again.")
 
     # -- the call --------------------------------------------------------------------------------
     def complete(self, ctx: RequestContext, req: ChatCompletionRequest) -> dict[str, Any]:
@@ -108,8 +134,7 @@ class Gateway:
 
         Raises ``GatewayError`` subclasses; the caller records the context either way.
         """
-        targets = self.prepare(ctx, req)
-        body = req.upstream_body()
+        targets, body = self.prepare(ctx, req)
         hit, lookup = self._cache_lookup(ctx, body, targets[0])
         if hit is not None:
             return replay_completion(hit, ctx.proxy_id)
@@ -132,8 +157,7 @@ class Gateway:
         here (an ordinary HTTP error); a failure later becomes one ``{"error": ...}`` item, then the end.
         The iterator records the request when it ends, however it ends (including client disconnects).
         """
-        targets = self.prepare(ctx, req)
-        body = req.upstream_body()
+        targets, body = self.prepare(ctx, req)
         hit, lookup = self._cache_lookup(ctx, body, targets[0])
         if hit is not None:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -143,10 +167,15 @@ class Gateway:
             # Providers open the upstream connection here, so HTTP errors surface before any byte is sent.
             upstream = t.provider.stream({**body, "model": t.model}, model=t.model, timeout=remaining)
             try:
-                return upstream, next(upstream, None)
-            except errors.UpstreamError:
+                first = next(upstream, None)
+            except Exception:
                 _close(upstream)
                 raise
+            if first is None:  # a body that is not an event stream, or an empty one: another provider may do
+                _close(upstream)
+                raise errors.UpstreamError(f"Provider '{t.provider.name}' sent an empty stream",
+                                           provider=t.provider.name)
+            return upstream, first
 
         target, (upstream, first) = self._first_answer(ctx, targets, open_stream)
         self._answered_by(ctx, target, first.get("model") if first else None)
@@ -264,14 +293,12 @@ class Gateway:
         """Answer an embeddings request (``lib.protocols.chat.EmbeddingRequest``) through routing, limits and
         fallbacks. Returns OpenAI's ``list`` of embeddings (with ``proxy_id``). Raises ``GatewayError``."""
         ctx.requested_model = req.model
-        targets = [t for t in self.targets(ctx, req.model) if hasattr(t.provider, "embed")]
-        if not targets:
-            raise errors.InvalidValue(f"The model '{req.model}' does not support embeddings.", param="model",
-                                      code="unsupported_model")
-        ctx.model = targets[0].model
-        if self.limits is not None:
-            counted = sum(tokens_of(t, ctx.model) for t in req.texts())
-            self.limits.reserve_tokens(ctx, counted, 0, [t.model for t in targets])
+
+        def reserve(models: list[str]) -> None:
+            counted = sum(tokens_of(t, models[0]) for t in req.texts())
+            self.limits.reserve_tokens(ctx, counted, 0, models)
+
+        targets, _ = self._admit(ctx, reserve, usable=lambda t: hasattr(t.provider, "embed"))
         body = req.model_dump(exclude_none=True)
         target, result = self._first_answer(ctx, targets, lambda t, remaining: t.provider.embed(  # type: ignore[attr-defined]
             {**body, "model": t.model}, model=t.model, timeout=remaining))
@@ -302,11 +329,16 @@ class Gateway:
                 return target, attempt(target, remaining)
             except errors.UpstreamError as exc:
                 last = self._attempt_failed(ctx, target, exc)
+            except errors.GatewayError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a malformed answer (not JSON, not a stream) is the provider's failure
+                last = self._attempt_failed(ctx, target, _unexpected(exc, target.provider.name))
         raise last or errors.UpstreamTimeout("The request deadline passed before any provider answered.")
 
     # -- after the call ----------------------------------------------------------------------------
     def _attempt_failed(self, ctx: RequestContext, target: Target, exc: errors.UpstreamError) -> errors.UpstreamError:
         ctx.provider, ctx.model = target.provider.name, target.model
+        self._keep_upstream_error(ctx, exc)
         log.warning("proxy_id=%s provider=%s model=%s failed: %s %s", ctx.proxy_id, target.provider.name,
                     target.model, exc.status, exc.code)
         if self._on_upstream_error is not None:
@@ -314,6 +346,13 @@ class Gateway:
         if not exc.retryable:
             raise exc
         return exc
+
+    def _keep_upstream_error(self, ctx: RequestContext, exc: errors.GatewayError) -> None:
+        """What the provider said about a failure goes to the owner's request log only (when bodies are
+        kept: it may quote the prompt), never to stdout or to the client."""
+        body = getattr(exc, "upstream_body", None)
+        if body and self.settings.log_bodies:
+            ctx.upstream_error = body
 
     def _answered_by(self, ctx: RequestContext, target: Target, reported_model: str | None) -> None:
         ctx.provider = target.provider.name
@@ -357,6 +396,14 @@ def tokens_of(text: str, model: str) -> int:
     from lib.accounting.tokens import count_tokens
 
     return count_tokens(text, model)
+
+
+def _unexpected(exc: BaseException, provider: str | None) -> errors.UpstreamError:
+    """An exception no adapter converted (a body that is not JSON, not an event stream, not the expected
+    shape) as the upstream failure it is: 502, retryable on another provider. The traceback goes to the log."""
+    log.error("provider %s answered in a way the gateway could not read: %s", provider, type(exc).__name__,
+              exc_info=exc)
+    return errors.UpstreamError(f"Provider '{provider}' sent an answer the gateway could not read", provider=provider)
 
 
 def _close(it: Iterator[Any]) -> None:

@@ -150,6 +150,7 @@ _CODECS: dict[str, tuple[Callable[[Any], str], Callable[[str], Any]]] = {
     "cache_scope": (str, lambda raw: raw or "user"),
     "metadata": (json.dumps, lambda raw: json.loads(raw or "{}")),
     "key_hint": (str, str),
+    "gen": (str, lambda raw: int(raw or 0)),
 }
 _PUBLIC_FORMAT: dict[str, Callable[[Any], Any]] = {
     "revoked_at": lambda v: _iso(v),
@@ -180,6 +181,7 @@ class KeyRecord:
     cache_scope: str = "user"
     metadata: dict[str, str] = field(default_factory=dict)
     key_hint: str = ""
+    gen: int = 1  # bumped by every change, so a worker holding an older copy notices on its next round trip
 
     def allows_model(self, name: str) -> bool:
         """True when the key may use model ``name`` (no list = every model; wildcards allowed)."""
@@ -191,7 +193,7 @@ class KeyRecord:
         """The key as the admin API shows it (no hash, no plain key)."""
         out: dict[str, Any] = {"id": self.id, "object": "api_key"}
         for name in _CODECS:
-            if name in ("id", "key_hash"):
+            if name in ("id", "key_hash", "gen"):
                 continue
             value = getattr(self, name)
             out[name] = _PUBLIC_FORMAT[name](value) if name in _PUBLIC_FORMAT else value
@@ -211,31 +213,81 @@ class KeyRecord:
         return cls(**{name: decode(d[name]) for name, (_, decode) in _CODECS.items() if name in d})
 
 
+class KeyChanged(Exception):
+    """A key record a worker holds is older than Redis' (its generation moved): re-read it and start over.
+    Internal: the gateway catches it; it never reaches a client."""
+
+
 class KeyStore:
-    """Gateway keys in Redis (see module docstring). Redis errors surface as ``ServiceUnavailable``."""
+    """Gateway keys in Redis (see module docstring). Redis errors surface as ``StoreUnavailable`` (503).
+
+    Every change (``update``, ``revoke``) bumps the record's generation ``gen`` in the same atomic write. A
+    worker may authenticate from a record it already holds only if it then confirms that generation in the
+    request's own round trip (the rate-limit script does, see ``lib.limits``); a moved generation raises
+    ``KeyChanged`` and the record is re-read, so revoking, deactivating, expiring or lowering a limit takes
+    effect on the next request on every worker and instance. The memory is otherwise only a fail-open
+    fallback: while Redis is unreachable a record confirmed within ``stale_for_s`` seconds (the setting
+    ``KEY_CACHE_SECONDS``) is still accepted, loudly.
+    """
 
     def __init__(self, redis_client: redis.Redis, *, prefix: str, clock: Callable[[], float] = time.time,
-                 serve_stale_on_outage: bool = False, stale_max_age_s: float = 900.0,
-                 on_stale: Callable[[], None] | None = None, fresh_for_s: float = 0.0) -> None:
+                 serve_stale_on_outage: bool = False, stale_for_s: float = 2.0,
+                 on_stale: Callable[[], None] | None = None) -> None:
         self._r = redis_client
         self._prefix = prefix
         self._clock = clock
-        # fail-open: when Redis is unreachable, a key seen recently (and still matching its hash) is accepted
-        # from this per-process memory, logged loudly and counted. Only authentication data, never counters.
         self._serve_stale = serve_stale_on_outage
-        self._stale_max_age_s = stale_max_age_s
+        self._stale_for_s = stale_for_s
         self._on_stale = on_stale
-        # Hot path: a key read within the last ``fresh_for_s`` seconds is taken from memory (no round trip).
-        # Changes made on another instance (revoke, deactivate, new limits) reach this one within that time.
-        self._fresh_for_s = fresh_for_s
-        self._last_known: "OrderedDict[str, tuple[float, KeyRecord]]" = OrderedDict()
+        self._memory: "OrderedDict[str, tuple[float, KeyRecord]]" = OrderedDict()  # id -> (confirmed at, record)
+        self._had_keys = False  # this process has seen the sentinel: Redis held keys while it ran
+        self._lost_logged_at = 0.0
 
-    def _k(self, key_id: str) -> str:
+    def key_name(self, key_id: str) -> str:
+        """The Redis key of ``key_id``'s record (hash tag ``{key_id}``, the slot of its limits)."""
         return f"{self._prefix}key:{{{key_id}}}"
+
+    _k = key_name
 
     @property
     def _index(self) -> str:
         return f"{self._prefix}keys"
+
+    @property
+    def _sentinel(self) -> str:
+        return f"{self._prefix}keys:sentinel"
+
+    # -- a Redis that lost its data ----------------------------------------------------------------------
+    # The sentinel is written with the first key and never removed. A process that has seen it and then finds
+    # it gone knows Redis was emptied (a node replaced without persistence, a FLUSHALL): it says so loudly and
+    # answers 503 rather than calling every key invalid (and throttling everyone for it). A process started
+    # after the loss cannot tell an emptied Redis from a new deployment; the operator's alarms can.
+    def observe(self) -> None:
+        """At start-up: remember whether Redis holds keys (and write the sentinel for keys made before it
+        existed). Never raises: an unreachable Redis is looked at again later."""
+        try:
+            with store_errors("key sentinel", _UNREACHABLE):
+                if self._r.exists(self._sentinel) or (self._r.scard(self._index) and self._r.set(self._sentinel, "1")):
+                    self._had_keys = True
+        except errors.StoreUnavailable:
+            pass
+
+    def store_lost(self) -> bool:
+        """True when Redis has lost the keys this process saw (see above). One read; never raises."""
+        try:
+            with store_errors("key sentinel", _UNREACHABLE):
+                present = bool(self._r.exists(self._sentinel))
+        except errors.StoreUnavailable:
+            return False
+        if present:
+            self._had_keys = True
+            return False
+        if self._had_keys and self._clock() - self._lost_logged_at > 60:
+            self._lost_logged_at = self._clock()
+            log.critical("Redis has lost its data: the gateway keys this process saw are gone (the node was "
+                         "replaced or emptied without persistence). Restore it from a snapshot (cicd/README.md, "
+                         "'Restoring Redis'); until then requests with gateway keys get 503 state_store_lost.")
+        return self._had_keys
 
     def create(self, data: Any) -> tuple[KeyRecord, str]:
         """Issue a key from a ``POST /admin/keys`` body. Returns ``(record, plain_key)``; the plain key is
@@ -256,7 +308,9 @@ class KeyStore:
             pipe = self._r.pipeline(transaction=False)
             pipe.hset(self._k(key_id), mapping=record.to_redis())
             pipe.sadd(self._index, key_id)
+            pipe.set(self._sentinel, "1")  # also how an operator re-arms a Redis that lost its data
             pipe.execute()
+        self._had_keys = True
         return record, plain
 
     def get(self, key_id: str) -> KeyRecord | None:
@@ -302,9 +356,7 @@ class KeyStore:
             elif name == "metadata" and value is None:
                 value = {}
             setattr(record, name, value)
-        with store_errors("key update", _UNREACHABLE):
-            self._r.hset(self._k(key_id), mapping=record.to_redis())
-        self.forget(key_id)
+        record.gen = self._write(key_id, record.to_redis(tuple(n for n in _CODECS if n != "gen")), "key update")
         return record
 
     def revoke(self, key_id: str) -> KeyRecord:
@@ -313,65 +365,91 @@ class KeyStore:
         if record.revoked_at is None:
             record.revoked_at = self._clock()
             record.active = False
-            with store_errors("key revoke", _UNREACHABLE):
-                self._r.hset(self._k(key_id), mapping=record.to_redis(("revoked_at", "active")))
-            self.forget(key_id)
+            record.gen = self._write(key_id, record.to_redis(("revoked_at", "active")), "key revoke")
         return record
 
-    def _remember(self, record: KeyRecord) -> None:
-        self._last_known[record.id] = (self._clock(), record)
-        self._last_known.move_to_end(record.id)
-        while len(self._last_known) > 10_000:
-            self._last_known.popitem(last=False)
+    def _write(self, key_id: str, fields: dict[str, str], what: str) -> int:
+        """Write ``fields`` and bump the generation in one transaction; returns the new generation."""
+        with store_errors(what, _UNREACHABLE):
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hset(self._k(key_id), mapping=fields)
+            pipe.hincrby(self._k(key_id), "gen", 1)
+            _, gen = pipe.execute()
+        self._memory.pop(key_id, None)
+        return int(gen)
 
-    def _fresh(self, key_id: str | None) -> KeyRecord | None:
-        if self._fresh_for_s <= 0 or not key_id:
-            return None
-        entry = self._last_known.get(key_id)
-        if entry is None or self._clock() - entry[0] > self._fresh_for_s:
-            return None
-        return entry[1]
+    # -- the hot path ------------------------------------------------------------------------------------
+    def _remember(self, record: KeyRecord) -> None:
+        self._memory[record.id] = (self._clock(), record)
+        self._memory.move_to_end(record.id)
+        while len(self._memory) > 10_000:
+            self._memory.popitem(last=False)
+
+    def confirmed(self, record: KeyRecord) -> None:
+        """Note that Redis just confirmed ``record``'s generation (the fail-open window starts again)."""
+        self._remember(record)
 
     def forget(self, key_id: str) -> None:
-        """Drop this process's memory of a key (after it was changed here)."""
-        self._last_known.pop(key_id, None)
+        """Drop this process's copy of a key."""
+        self._memory.pop(key_id, None)
 
-    def _stale(self, key_id: str | None) -> KeyRecord | None:
-        if not self._serve_stale or not key_id or key_id not in self._last_known:
-            return None
-        seen, record = self._last_known[key_id]
-        if self._clock() - seen > self._stale_max_age_s:
-            return None
-        log.error("key store unreachable; accepting key %s from memory (fail-open, last read %.0fs ago)",
-                  key_id, self._clock() - seen)
+    def stale_ok(self, record: KeyRecord) -> bool:
+        """While Redis is unreachable: may ``record`` still be trusted (fail-open, confirmed recently)? Says
+        so loudly and counts it when yes."""
+        entry = self._memory.get(record.id)
+        if not self._serve_stale or entry is None or self._clock() - entry[0] > self._stale_for_s:
+            return False
+        log.error("key store unreachable; accepting key %s from memory (fail-open, confirmed %.1fs ago)",
+                  record.id, self._clock() - entry[0])
         if self._on_stale is not None:
             self._on_stale()
-        return record
+        return True
 
-    def authenticate(self, presented: str | None) -> KeyRecord:
+    def authenticate(self, presented: str | None, *, confirm_later: bool = False) -> KeyRecord:
         """The active, unexpired key record for a presented key.
 
+        ``confirm_later``: the caller will confirm the record's generation in a round trip of its own (the
+        request pipeline's rate-limit script), so a copy this worker holds is returned without reading Redis;
+        the caller must then call ``confirmed`` or, on ``KeyChanged``, ``refresh``. Otherwise the record is read.
+
         Raises ``AuthenticationError`` (401 ``missing_api_key`` / ``invalid_api_key``; revoked keys are
-        invalid), ``KeyInactive`` or ``KeyExpired`` (403), ``ServiceUnavailable`` (503) on Redis errors.
+        invalid), ``KeyInactive`` or ``KeyExpired`` (403), ``StoreUnavailable`` (503) on Redis errors when no
+        copy may stand in.
         """
         if not presented:
             raise errors.AuthenticationError(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key")
         key_id = parse_key_id(presented)
-        record = self._fresh(key_id)
-        if record is None:
+        entry = self._memory.get(key_id) if key_id and confirm_later else None
+        record = entry[1] if entry is not None else None
+        if record is None and key_id:
             try:
-                record = self.get(key_id) if key_id else None
-            except errors.ServiceUnavailable:
-                record = self._stale(key_id)
-                if record is None:
+                record = self.get(key_id)
+            except errors.StoreUnavailable:
+                held = self._memory.get(key_id)
+                if held is None or not self.stale_ok(held[1]):
                     raise
+                record = held[1]
             else:
-                if record is not None and (self._serve_stale or self._fresh_for_s > 0):
+                if record is not None:
                     self._remember(record)
         if record is None or not hmac.compare_digest(record.key_hash, hash_key(presented)):
             raise errors.AuthenticationError(
                 f"Incorrect API key provided: {_mask(presented)}.", code="invalid_api_key")
+        return self.check(record)
+
+    def refresh(self, record: KeyRecord) -> KeyRecord:
+        """Re-read a record whose generation moved (``KeyChanged``) and check it again. Raises as
+        ``authenticate`` (a deleted record is ``invalid_api_key``)."""
+        fresh = self.get(record.id)
+        if fresh is None or fresh.key_hash != record.key_hash:
+            self.forget(record.id)
+            raise errors.AuthenticationError("This API key is no longer valid.", code="invalid_api_key")
+        self._remember(fresh)
+        return self.check(fresh)
+
+    def check(self, record: KeyRecord) -> KeyRecord:
+        """``record`` when it may be used now; raises 401 for a revoked key, ``KeyInactive``, ``KeyExpired``."""
         if record.revoked_at is not None:
             raise errors.AuthenticationError("This API key has been revoked.", code="invalid_api_key")
         if not record.active:

@@ -57,21 +57,17 @@ class Services:
     embedded_redis: Any = None
     _owned_http: bool = field(default=False, repr=False)
 
-    def auth_throttle_check(self, ip: str) -> None:
-        """Raise 429 when ``ip`` has failed authentication too often (fail-open: skipped if Redis is down)."""
+    def auth_failed(self, ip: str, exc: errors.AuthenticationError) -> None:
+        """A presented key did not check out. Raises 429 when ``ip`` keeps failing (its failing attempts are
+        throttled, never its valid keys), 503 when Redis has lost its data (every key would look unknown);
+        otherwise returns and the caller answers ``exc`` (401)."""
+        if exc.code == "invalid_api_key" and self.keys.store_lost():
+            raise errors.StoreUnavailable(
+                "The gateway's state store has lost its data (Redis was emptied): keys cannot be checked until "
+                "an operator restores it.", code="state_store_lost") from exc
         if self.auth_throttle is not None:
             try:
-                self.auth_throttle.check(ip)
-            except errors.StoreUnavailable:
-                if self.settings.redis_failure_mode != "fail-open":
-                    raise
-                self.metrics.redis_degraded.labels("auth_throttle").inc()
-
-    def auth_throttle_failure(self, ip: str) -> None:
-        """Count one failed authentication from ``ip`` (logged, never raised, when Redis is down)."""
-        if self.auth_throttle is not None:
-            try:
-                self.auth_throttle.record_failure(ip)
+                self.auth_throttle.failed(ip)
             except errors.StoreUnavailable:
                 log.error("could not record a failed authentication from %s: Redis unreachable", ip)
 
@@ -166,7 +162,8 @@ def build_services(settings: Settings, *, redis: Any = None, http: httpx.Client 
     if redis is None:
         assert settings.redis_url
         redis = store.connect(settings.redis_url, timeout=settings.redis_socket_timeout,
-                              max_connections=settings.redis_max_connections)
+                              max_connections=settings.redis_max_connections,
+                              breaker=store.Breaker(settings.redis_retry_after_seconds))
     owned_http = http is None
     if http is None:
         http = httpx.Client(
@@ -186,21 +183,21 @@ def build_services(settings: Settings, *, redis: Any = None, http: httpx.Client 
     accounting = Accounting(prices, default_max_output=settings.default_max_output_tokens)
     limiter = Limiter(redis, prefix=settings.redis_prefix, window_s=settings.rate_limit_window_seconds,
                       hold_ttl_s=settings.budget_hold_seconds, clock=clock)
-    quota = Quota(limiter, accounting,
+    keys = KeyStore(redis, prefix=settings.redis_prefix, clock=wall,
+                    serve_stale_on_outage=settings.redis_failure_mode == "fail-open",
+                    stale_for_s=settings.key_cache_seconds,
+                    on_stale=lambda: metrics.redis_degraded.labels("auth").inc())
+    keys.observe()
+    quota = Quota(limiter, accounting, keys,
                   default_rpm=settings.rate_limit if settings.rate_limit_enabled else None,
                   fail_mode=settings.redis_failure_mode,
                   on_degraded=lambda exc: metrics.redis_degraded.labels("limits").inc())
     policy = Policy.from_sources(",".join(settings.banned_words) or None, settings.banned_words_file)
-    keys = KeyStore(redis, prefix=settings.redis_prefix, clock=wall,
-                    serve_stale_on_outage=settings.redis_failure_mode == "fail-open",
-                    stale_max_age_s=settings.stale_key_max_age_seconds,
-                    on_stale=lambda: metrics.redis_degraded.labels("auth").inc(),
-                    fresh_for_s=settings.key_cache_seconds)
     usage = UsageStore(redis, prefix=settings.redis_prefix, retention_days=settings.log_retention_days,
                        store_bodies=settings.log_bodies, max_body_chars=settings.log_body_max_chars, clock=wall,
                        on_error=lambda op, exc: metrics.usage_errors.labels(op).inc())
     gateway = Gateway(settings=settings, router=router, providers=providers, recorder=Recorder(usage, metrics),
-                      cache=build_cache(settings, redis, metrics), accounting=accounting, limits=quota,
+                      cache=build_cache(settings, redis, metrics), accounting=accounting, limits=quota, keys=keys,
                       policy=policy if policy.rules else None, on_upstream_error=metrics.upstream_failed)
     throttle = None
     if settings.auth_failures_per_minute:

@@ -60,6 +60,8 @@ class Settings(BaseModel):
     gunicorn_timeout: int = Field(120, ge=1)
     graceful_timeout: int = Field(90, ge=0)
     keepalive: int = Field(75, ge=0)
+    request_header_timeout: float = Field(10.0, gt=0, le=3600)  # first byte of a request head → its end
+    request_body_timeout: float = Field(60.0, gt=0, le=3600)  # end of the head → end of the body
     access_log: bool = False
     forwarded_allow_ips: str = "127.0.0.1"
     trust_proxy_headers: int = Field(ge=0)  # default from ENVIRONMENT
@@ -71,10 +73,10 @@ class Settings(BaseModel):
     redis_prefix: str = "aiproxy:"
     redis_failure_mode: Literal["fail-open", "fail-closed"]  # default from ENVIRONMENT
     redis_max_connections: int = Field(200, ge=1)
-    redis_socket_timeout: float = Field(2.0, gt=0, le=60)
+    redis_socket_timeout: float = Field(0.5, gt=0, le=60)
+    redis_retry_after_seconds: float = Field(1.0, ge=0, le=60)
     master_key: str | None = Field(None, alias="AIPROXY_MASTER_KEY")
     key_cache_seconds: float = Field(2.0, ge=0, le=300)
-    stale_key_max_age_seconds: float = Field(900.0, ge=0)
 
     # -- providers and routing -----------------------------------------------------------------------------
     providers: dict[str, ProviderConfig] = Field(default_factory=dict, alias="providers")

@@ -142,16 +142,74 @@ def start_embedded_redis(port: int | None = None, extra_args: list[str] | None =
     return embedded
 
 
-def connect(url: str, *, timeout: float = 2.0, max_connections: int = 200) -> redis.Redis:
+class Breaker:
+    """Fail fast while Redis is known to be unreachable: after a connection error or a timeout, calls fail
+    at once for ``open_for_s`` seconds, then one call tries again (and closes the breaker if it works).
+
+    A frozen Redis (SIGSTOP, a hung failover) then costs the request that found it one socket timeout, and
+    the requests after it none — instead of every call waiting out its timeout and its retry.
+    """
+
+    def __init__(self, open_for_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.open_for_s = open_for_s
+        self._clock = clock
+        self._until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return self._clock() < self._until
+
+    def check(self) -> None:
+        """Raise ``redis.ConnectionError`` while open."""
+        if self._until and self._clock() < self._until:
+            raise redis.ConnectionError("Redis is unreachable (failing fast for a moment)")
+
+    def trip(self) -> None:
+        self._until = self._clock() + self.open_for_s
+
+    def reset(self) -> None:
+        self._until = 0.0
+
+
+def _guarded(base: type, breaker: Breaker) -> type:
+    """``base`` (a redis-py connection class) reporting to and obeying ``breaker``."""
+
+    class Guarded(base):  # type: ignore[misc, valid-type]
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            breaker.check()
+            try:
+                super().send_packed_command(command, check_health)
+            except (redis.ConnectionError, redis.TimeoutError):
+                breaker.trip()
+                raise
+
+        def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                response = super().read_response(*args, **kwargs)
+            except (redis.ConnectionError, redis.TimeoutError):
+                breaker.trip()
+                raise
+            breaker.reset()
+            return response
+
+    Guarded.__name__ = f"Guarded{base.__name__}"
+    return Guarded
+
+
+def connect(url: str, *, timeout: float = 0.5, max_connections: int = 200, pool_timeout: float = 2.0,
+            breaker: Breaker | None = None) -> redis.Redis:
     """A ``redis.Redis`` client for ``url`` (``redis://``, ``rediss://``, ``unix://``), with bounded timeouts.
 
-    A cluster URL (``redis+cluster://`` or ``?cluster=true``) gives a ``redis.RedisCluster``.
+    ``timeout`` bounds every socket read, write and connect; ``pool_timeout`` how long a burst waits for a free
+    connection of the ``max_connections``; ``breaker`` (one per process, default a new one)
+    makes calls fail fast while Redis is unreachable (single Redis; a Cluster client has its own node
+    failover). A cluster URL (``redis+cluster://`` or ``?cluster=true``) gives a ``redis.RedisCluster``.
     """
     from redis.backoff import ExponentialBackoff
+    from redis.connection import Connection, SSLConnection
     from redis.retry import Retry
 
-    # One quick retry (enough for a dropped idle connection or a failover blip), not redis-py's default of
-    # ten with backoff: during an outage each request would otherwise wait ~2 s before failing open/closed.
+    # One quick retry (enough for a dropped idle connection), not redis-py's default of ten with backoff.
     retry = Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)
     if url.startswith("redis+cluster://") or "cluster=true" in url:
         from redis.cluster import RedisCluster
@@ -159,17 +217,22 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 200) -> re
         clean = url.replace("redis+cluster://", "redis://").replace("?cluster=true", "").replace("&cluster=true", "")
         return RedisCluster.from_url(clean, socket_timeout=timeout, socket_connect_timeout=timeout,
                                      decode_responses=False, retry=retry)
+    extra: dict[str, Any] = {}
+    if url.startswith(("redis://", "rediss://")):
+        extra["connection_class"] = _guarded(SSLConnection if url.startswith("rediss://") else Connection,
+                                             breaker or Breaker())
     # A blocking pool: with up to 1,000 greenlets per worker, a burst that needs more connections than the
-    # pool holds waits (up to ``timeout``) for one instead of failing with "Too many connections".
+    # pool holds waits (up to ``pool_timeout``) for one instead of failing with "Too many connections".
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
-        timeout=timeout,
+        timeout=pool_timeout,
         socket_timeout=timeout,
-        socket_connect_timeout=min(timeout, 1.0),
+        socket_connect_timeout=timeout,
         health_check_interval=30,
         decode_responses=False,
         retry=retry,
+        **extra,
     )
     return redis.Redis(connection_pool=pool)
 

@@ -36,13 +36,26 @@ def read_json(req: Request) -> Any:
         raise errors.InvalidRequest(
             f"Invalid Content-Type header ({req.mimetype}); expected application/json.",
             code="invalid_content_type")
-    limit = services().settings.max_request_bytes
+    raw = read_body(req, services().settings.max_request_bytes)
+    return decode_json_body(raw)
+
+
+# -- the body, read with a bound ------------------------------------------------------------------------------
+def read_body(req: Request, limit: int) -> bytes:
+    """The request body (cached for later ``get_data`` calls), at most ``limit`` bytes.
+
+    Raises ``RequestTooLarge`` (413) past the limit, whether the body has a Content-Length or is chunked.
+    werkzeug stops reading a chunked body silently at MAX_CONTENT_LENGTH, so a 5 MB chunked body would be
+    taken for its first megabyte; reading at most one byte more than the limit tells the two apart. A body
+    that arrives too slowly raises ``RequestTimeout`` (408) from the server (``src/worker.py``).
+    """
     if req.content_length is not None and req.content_length > limit:
         raise errors.RequestTooLarge(f"The request body is larger than the {limit}-byte limit.")
+    req.max_content_length = limit + 1
     raw = req.get_data(cache=True)
     if len(raw) > limit:
         raise errors.RequestTooLarge(f"The request body is larger than the {limit}-byte limit.")
-    return decode_json_body(raw)
+    return raw
 
 
 def presented_key(req: Request) -> tuple[str | None, str | None]:
@@ -75,11 +88,15 @@ def context(endpoint: str, *, logged: bool = False) -> RequestContext:
     return ctx
 
 
-def authenticate(ctx: RequestContext, *, allow_master: bool = False) -> None:
-    """Resolve the caller's gateway key into ``ctx.key`` (or ``ctx.is_master``). Raises 401/403 errors."""
+def authenticate(ctx: RequestContext, *, allow_master: bool = False, pipeline: bool = False) -> None:
+    """Resolve the caller's gateway key into ``ctx.key`` (or ``ctx.is_master``). Raises 401/403 errors, or
+    429 when this address keeps presenting bad keys (a valid key is never refused for others' failures).
+
+    ``pipeline``: the request goes through the gateway's pipeline, whose rate-limit round trip confirms the
+    key record, so a copy this worker holds may be used without reading Redis first.
+    """
     svc = services()
     key, _where = presented_key(request)
-    svc.auth_throttle_check(ctx.client_ip)
     from lib.keys import is_master
 
     if is_master(key, svc.settings.master_key):
@@ -90,9 +107,9 @@ def authenticate(ctx: RequestContext, *, allow_master: bool = False) -> None:
             "The master key is for /admin endpoints only; issue a gateway key with POST /admin/keys.",
             code="invalid_api_key")
     try:
-        ctx.key = svc.keys.authenticate(key)
-    except errors.AuthenticationError:
-        svc.auth_throttle_failure(ctx.client_ip)
+        ctx.key = svc.keys.authenticate(key, confirm_later=pipeline)
+    except errors.AuthenticationError as exc:
+        svc.auth_failed(ctx.client_ip, exc)
         raise
 
 
@@ -102,11 +119,10 @@ def require_master() -> None:
 
     svc = services()
     key, _ = presented_key(request)
-    ip = request.remote_addr or ""
-    svc.auth_throttle_check(ip)
     if not key:
         raise errors.AuthenticationError("This endpoint needs the master key as 'Authorization: Bearer <key>'.",
                                          code="missing_api_key")
     if not is_master(key, svc.settings.master_key):
-        svc.auth_throttle_failure(ip)
-        raise errors.AuthenticationError("Incorrect master key.", code="invalid_api_key")
+        exc = errors.AuthenticationError("Incorrect master key.", code="invalid_api_key")
+        svc.auth_failed(request.remote_addr or "", exc)
+        raise exc

@@ -48,6 +48,7 @@ from typing import Any, Callable
 
 from lib.accounting.money import usd_text
 from lib.errors import BudgetExceeded, RateLimited, ServiceUnavailable
+from lib.keys import KeyChanged
 from lib.store import store_errors
 
 log = logging.getLogger("aiproxy.ratelimit")
@@ -130,6 +131,18 @@ class Reservation:
     tracked_window: bool = False
     tracked_budget: bool = False
     degraded: bool = False
+
+    _SETTLE_FIELDS = ("key_id", "request_id", "tokens", "cost_micros", "period", "period_id", "tracked_window",
+                      "tracked_budget")
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``settle`` needs, as JSON-ready data (for the spool)."""
+        return {name: getattr(self, name) for name in self._SETTLE_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Reservation":
+        """A reservation from ``to_dict`` output (enough to settle or release it)."""
+        return cls(**{name: data[name] for name in cls._SETTLE_FIELDS if name in data})
 
     @property
     def budget_remaining_micros(self) -> int | None:
@@ -219,6 +232,8 @@ class Limiter:
         budget_period: str = "total",
         cost_micros: int = 0,
         request_id: str | None = None,
+        key_record: str | None = None,
+        key_gen: int | None = None,
     ) -> Reservation:
         """Check rpm, tpm and the budget together and, if all pass, record the request, its ``tokens`` and a hold
         of ``cost_micros`` (the worst-case cost) in one atomic round trip.
@@ -228,6 +243,9 @@ class Limiter:
         none for a total budget), ``RateLimited`` (429, Retry-After ≥ 1 s until the window frees enough;
         none when ``tokens`` alone exceed tpm), ``ServiceUnavailable`` (503) when Redis fails, and
         ``ValueError`` for bad arguments. Nothing is recorded when an error is raised.
+
+        ``key_record``/``key_gen``: the Redis key of the gateway key's record and the generation the caller
+        holds; checked in the same script (even for a key with no limits), ``KeyChanged`` when it moved.
         """
         request_id = request_id or uuid.uuid4().hex
         for name, value in (("rpm", rpm), ("tpm", tpm), ("budget_micros", budget_micros)):
@@ -242,14 +260,18 @@ class Limiter:
                            budget_resets_at=resets_at)
         keys = self.key_names(key_id, period_id)
         track_window = rpm is not None or tpm is not None
-        if not track_window and budget_micros is None:
+        if not track_window and budget_micros is None and key_gen is None:
             return base
         expire_at = -1 if resets_at is None else int((resets_at.timestamp() + _BUDGET_KEY_GRACE_S) * 1000)
         args = [now_arg, self._window_ms, _opt(rpm), _opt(tpm), tokens, _opt(budget_micros), cost_micros,
                 request_id, self._hold_ttl_ms, expire_at, self._lapsed_keep_ms, int(track_window)]
+        if key_gen is not None and key_record:
+            keys, args = [*keys, key_record], [*args, str(key_gen)]
         with store_errors("reserve", _UNREACHABLE):
             raw = self._reserve(keys=keys, args=args)
         status, count, used, oldest, retry_rpm, retry_tpm, spent, held, now_ms = (int(v) for v in raw)
+        if status == 3:
+            raise KeyChanged(key_id)
         reset_s = max(0.0, (oldest + self._window_ms - now_ms) / 1000) if oldest >= 0 else 0.0
         res = replace(
             base,

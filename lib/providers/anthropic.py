@@ -24,7 +24,7 @@ from lib.protocols.chat import NATIVE_FIELD
 from lib.providers.anthropic_request import (  # noqa: F401 - re-exported for callers of the old module
     DEFAULT_MAX_TOKENS, JsonMode, build_request, image_source, to_anthropic,
 )
-from lib.providers.base import ProviderConfig, make_chunk, make_completion, make_usage, now, raise_for_status
+from lib.providers.base import ProviderConfig, failed, make_chunk, make_completion, make_usage, now, raise_for_status
 from lib.providers.registry import ProviderType
 
 log = logging.getLogger("aiproxy.providers.anthropic")
@@ -90,8 +90,8 @@ def _raise_for_status(response: httpx.Response, provider: str) -> None:
     """Anthropic's 529 ``overloaded_error`` is a 503 for our clients; the rest maps as usual."""
     if response.status_code == 529:
         response.read()
-        log.warning("upstream anthropic overloaded body=%.2000s", response.text)
-        raise errors.UpstreamUnavailable("Provider 'anthropic' is overloaded", provider=provider)
+        raise failed(errors.UpstreamUnavailable("Provider 'anthropic' is overloaded", provider=provider),
+                     response.text, 529)
     raise_for_status(response, provider)
 
 
@@ -241,9 +241,8 @@ class StreamParser:
                                  usage=_usage(self.usage, self.output_tokens))
         elif kind == "error":
             err = payload.get("error") or {}
-            log.warning("upstream anthropic stream error: %.500s", data)
-            raise errors.UpstreamError(f"Provider 'anthropic' failed mid-stream: {err.get('type', 'error')}",
-                                       provider="anthropic")
+            raise failed(errors.UpstreamError(f"Provider 'anthropic' failed mid-stream: {err.get('type', 'error')}",
+                                              provider="anthropic"), payload)
         # ping and unknown events (thinking deltas, future types) have nothing for OpenAI clients
 
     def finish(self) -> None:

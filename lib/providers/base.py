@@ -171,8 +171,36 @@ def upstream_message(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}"
 
 
+def error_kind(body: Any) -> str:
+    """``type=… code=…`` of an upstream error body (a dict, or JSON text), for the log line. Never the message
+    or the body itself: providers quote the prompt in their errors, and stdout goes to CloudWatch."""
+    data = body
+    if isinstance(body, (str, bytes)):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return "type=- code=-"
+    if isinstance(data, list) and data:
+        data = data[0]
+    err = data.get("error") if isinstance(data, dict) else None
+    err = err if isinstance(err, dict) else (data if isinstance(data, dict) else {})
+    kind = err.get("type") or err.get("status") or "-"
+    code = err.get("code") or "-"
+    return f"type={str(kind)[:60]} code={str(code)[:60]}"
+
+
+def failed(exc: errors.UpstreamError, body: Any, status: int | None = None) -> errors.UpstreamError:
+    """``exc`` carrying the upstream's error body (cut to 2,000 characters) for the owner's request log only;
+    one log line with the status, type and code."""
+    text = body if isinstance(body, str) else json.dumps(body, default=str) if body is not None else ""
+    log.warning("upstream %s error status=%s %s", exc.provider, status or exc.status, error_kind(body))
+    exc.upstream_body = text[:2000] or None
+    return exc
+
+
 def raise_for_status(response: httpx.Response, provider: str) -> None:
-    """Convert an upstream error response into the matching ``UpstreamError`` (body logged, not returned)."""
+    """Convert an upstream error response into the matching ``UpstreamError`` (its body goes to the owner's
+    request log, never to stdout or the client)."""
     if response.status_code < 400:
         return
     try:
@@ -180,13 +208,8 @@ def raise_for_status(response: httpx.Response, provider: str) -> None:
     except httpx.HTTPError:
         pass
     body = response.text[:2000] if response.is_closed else ""
-    log.warning("upstream %s error status=%s body=%s", provider, response.status_code, body)
-    raise errors.from_status(
-        response.status_code,
-        upstream_message(response),
-        provider=provider,
-        retry_after=parse_retry_after(response.headers),
-    )
+    raise failed(errors.from_status(response.status_code, upstream_message(response), provider=provider,
+                                    retry_after=parse_retry_after(response.headers)), body, response.status_code)
 
 
 def convert_httpx_error(exc: Exception, provider: str) -> errors.UpstreamError:

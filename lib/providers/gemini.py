@@ -22,7 +22,7 @@ from lib.providers.gemini_request import (  # noqa: F401 - re-exported for calle
     GENERATION, HANDLED, IGNORED, SCHEMA_KEYS, check_params, clean_schema, to_gemini, unsupported,
 )
 from lib.providers.registry import ProviderType
-from lib.providers.base import ProviderConfig, make_chunk, make_completion, make_usage, now, raise_for_status
+from lib.providers.base import ProviderConfig, failed, make_chunk, make_completion, make_usage, now, raise_for_status
 
 log = logging.getLogger("aiproxy.providers.gemini")
 
@@ -97,8 +97,8 @@ def _raise_for_status(response: httpx.Response, provider: str) -> None:
                 retry_after = float(str(delay).rstrip("s"))
             except ValueError:
                 retry_after = None
-            log.warning("upstream gemini rate limited body=%.2000s", response.text)
-            raise errors.from_status(429, "quota exceeded", provider=provider, retry_after=retry_after)
+            raise failed(errors.from_status(429, "quota exceeded", provider=provider, retry_after=retry_after),
+                         response.text, 429)
     raise_for_status(response, provider)
 
 
@@ -188,9 +188,9 @@ class StreamParser:
         except ValueError as exc:
             raise errors.UpstreamError("Provider 'gemini' sent a malformed stream event", provider="gemini") from exc
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-            log.warning("upstream gemini stream error: %.500s", data)
-            raise errors.UpstreamError(f"Provider 'gemini' failed mid-stream: {payload['error'].get('status', 'error')}",
-                                       provider="gemini")
+            raise failed(errors.UpstreamError(
+                f"Provider 'gemini' failed mid-stream: {payload['error'].get('status', 'error')}", provider="gemini"),
+                payload)
         if not self.started:
             self.started.add(0)
             yield self._chunk(0, {"role": "assistant", "content": ""})

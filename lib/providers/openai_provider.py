@@ -26,6 +26,7 @@ import openai
 
 from lib import errors
 from lib.providers.base import ProviderConfig
+from lib.providers.base import failed
 from lib.providers.httpjson import ClosingStream
 from lib.providers.registry import ProviderType
 
@@ -161,22 +162,17 @@ class OpenAIProvider:
     def _convert(self, exc: Exception) -> errors.UpstreamError:
         """Map an SDK exception to the gateway's error; the raw body goes to the log only."""
         if isinstance(exc, openai.APIStatusError):
-            log.warning("upstream openai error status=%s body=%.2000s", exc.status_code, exc.body)
-            return errors.from_status(
-                exc.status_code,
-                _safe_message(exc.body, exc.status_code),
-                provider=self.name,
-                retry_after=_retry_after(exc.response.headers),
-            )
+            return failed(errors.from_status(exc.status_code, _safe_message(exc.body, exc.status_code),
+                                             provider=self.name, retry_after=_retry_after(exc.response.headers)),
+                          exc.body, exc.status_code)
         if isinstance(exc, openai.APITimeoutError):
             return errors.UpstreamTimeout("Provider 'openai' did not answer in time", provider=self.name)
         if isinstance(exc, openai.APIConnectionError):
             return errors.UpstreamUnavailable("Provider 'openai' could not be reached", provider=self.name)
         if isinstance(exc, openai.APIError):  # an error event inside a stream
-            log.warning("upstream openai stream error body=%.2000s", exc.body)
-            return errors.UpstreamError(
-                f"Provider 'openai' failed mid-stream: {_safe_message(exc.body, None)}", provider=self.name
-            )
+            return failed(errors.UpstreamError(
+                f"Provider '{self.name}' failed mid-stream: {_safe_message(exc.body, None)}", provider=self.name),
+                exc.body)
         return errors.UpstreamError(f"Provider 'openai' failed: {type(exc).__name__}", provider=self.name)
 
 

@@ -34,6 +34,7 @@ def record_of(ctx: RequestContext) -> RequestRecord:
         saved_cost_usd=_decimal(ctx.saved_cost_usd), client_disconnected=ctx.client_disconnected,
         request_body=ctx.request_body, response_body=ctx.response_body, error_message=ctx.error_message,
         request_id=ctx.request_id,
+        upstream_error=ctx.upstream_error, budget_clamped=ctx.budget_clamped,
     )
 
 

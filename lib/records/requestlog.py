@@ -70,6 +70,8 @@ class RequestRecord:
     response_body: str | None = None
     error_message: str | None = None
     request_id: str | None = None
+    upstream_error: str | None = None
+    budget_clamped: bool = False
 
     @property
     def total_tokens(self) -> int:

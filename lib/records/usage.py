@@ -169,6 +169,7 @@ class UsageStore:
             request_body=truncate_body(rec.request_body, self._max_body) if keep else None,
             response_body=truncate_body(rec.response_body, self._max_body) if keep else None,
             error_message=truncate_body(rec.error_message, min(self._max_body, 2048)),
+            upstream_error=truncate_body(rec.upstream_error, min(self._max_body, 2048)) if keep else None,
         )
 
     def _increments(self, rec: RequestRecord) -> list[tuple[str, int]]:

@@ -21,15 +21,20 @@ def create_key() -> Response:
     return json_response({**record.public(), "key": plain}, status=201)
 
 
+def _with_spend(record) -> dict:  # noqa: ANN001 - a KeyRecord
+    """The admin view of a key, with its budget's current period (spent, held by requests in flight)."""
+    return {**record.public(), "spend": services().gateway.limits.spend(record)}
+
+
 @bp.get("/keys")
 def list_keys() -> Response:
     records = services().keys.list()
-    return json_response({"object": "list", "data": [r.public() for r in records]})
+    return json_response({"object": "list", "data": [_with_spend(r) for r in records]})
 
 
 @bp.get("/keys/<key_id>")
 def get_key(key_id: str) -> Response:
-    return json_response(services().keys.require(key_id).public())
+    return json_response(_with_spend(services().keys.require(key_id)))
 
 
 @bp.patch("/keys/<key_id>")

@@ -19,7 +19,7 @@ bp = Blueprint("chat", __name__)
 def chat_completions() -> Response:
     svc = services()
     ctx = context("chat.completions", logged=True)
-    authenticate(ctx)
+    authenticate(ctx, pipeline=True)
     data = read_json(request)
     if svc.settings.log_bodies:
         ctx.request_body = body_text(request.get_data(as_text=True))
@@ -105,7 +105,7 @@ def webhook() -> Response:
     svc = services()
     ctx = context("webhook", logged=True)
     started = time.monotonic()
-    authenticate(ctx)
+    authenticate(ctx, pipeline=True)
     data = read_json(request)
     if svc.settings.log_bodies:
         ctx.request_body = body_text(request.get_data(as_text=True))
@@ -128,7 +128,7 @@ def embeddings() -> Response:
 
     svc = services()
     ctx = context("embeddings", logged=True)
-    authenticate(ctx)
+    authenticate(ctx, pipeline=True)
     data = read_json(request)
     req = parse_embedding_request(data)
     if svc.settings.log_bodies:

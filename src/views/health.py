@@ -22,6 +22,9 @@ def health() -> Response:
     except errors.StoreUnavailable:
         body.update(status="unavailable", redis="unreachable")
         return json_response(body, status=503)
+    if svc.keys.store_lost():
+        body.update(status="unavailable", redis="lost its data")
+        return json_response(body, status=503)
     return json_response(body)
 
 

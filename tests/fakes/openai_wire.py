@@ -11,7 +11,8 @@ import time
 import uuid
 from typing import Any, Iterator
 
-from tests.fakes.script import Answer, CutConnection, Reply, Request, Turn, content_text, first_property, sse
+from tests.fakes.script import (Answer, CutConnection, Reply, Request, Turn, content_text, first_property, sse,
+                                strip_directives)
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -24,8 +25,9 @@ def error(status: int, message: str, type_: str, code: str | None, param: str | 
     return Reply(status=status, body=body, headers=dict(headers or {}))
 
 
-def scripted_error(status: int, retry: float | None, model: str) -> Reply:
-    """The body and headers OpenAI really sends for ``status``."""
+def scripted_error(status: int, retry: float | None, model: str, quoted: str = "") -> Reply:
+    """The body and headers OpenAI really sends for ``status`` (a 400 quotes ``quoted``, as real providers
+    quote the offending input)."""
     if status == 401:
         return error(401, "Incorrect API key provided: sk-fake***********abcd. You can find your API key at "
                      "https://platform.openai.com/account/api-keys.", "invalid_request_error", "invalid_api_key")
@@ -43,7 +45,8 @@ def scripted_error(status: int, retry: float | None, model: str) -> Reply:
                      f"Limit 3, Used 3, Requested 1. Please try again in {wait}s.", "requests",
                      "rate_limit_exceeded", headers=headers)
     if status == 400:
-        return error(400, "Invalid value for 'messages': the fake was asked to reject this request.",
+        said = f" (you sent: {quoted!r})" if quoted else ""
+        return error(400, f"Invalid value for 'messages': the fake was asked to reject this request{said}.",
                      "invalid_request_error", "invalid_value", "messages")
     if status == 503:
         return error(503, "The engine is currently overloaded, please try again later.", "server_error", None)
@@ -121,8 +124,9 @@ def parse_turn(body: dict[str, Any]) -> Turn | Reply:
 
 def usage(a: Answer) -> dict[str, Any]:
     cached = int(a.number("cached"))
-    return {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens,
-            "total_tokens": a.prompt_tokens + a.completion_tokens,
+    completion = int(a.completion_tokens * a.number("over_report", 1))
+    return {"prompt_tokens": a.prompt_tokens, "completion_tokens": completion,
+            "total_tokens": a.prompt_tokens + completion,
             "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
@@ -181,6 +185,8 @@ def stream_frames(body: dict[str, Any], a: Answer, n: int) -> Iterator[bytes]:
             return
         if j == half and a.flag("midstream_cut"):
             raise CutConnection()
+        if j == half and a.flag("end_early"):
+            return
         if delay:
             time.sleep(delay)
         for i in range(n):
@@ -212,8 +218,11 @@ def chat(req: Request, fake: Any) -> Reply:
     if answer.number("slow"):
         time.sleep(answer.number("slow"))
     if failing:
-        return scripted_error(failing[0], failing[1], body["model"])
-    if body.get("stream"):
+        quoted = strip_directives(turn.last_text) if answer.flag("quote") else ""
+        return scripted_error(failing[0], failing[1], body["model"], quoted)
+    if answer.flag("bad_json"):
+        return Reply(body=b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "message": {"role": "assis')
+    if body.get("stream") and not answer.flag("not_stream"):
         return Reply(frames=stream_frames(body, answer, turn.n), content_type="text/event-stream; charset=utf-8")
     return Reply(body=completion(body, answer, turn.n))
 

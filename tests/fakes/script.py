@@ -15,6 +15,10 @@ Directives in the last user text steer the fake (several may share one ``[fake:.
 - ``midstream_error`` stream some chunks, then the provider's in-stream error event
 - ``midstream_cut`` stream some chunks, then drop the connection without ending the body
 - ``cached=N`` report N prompt tokens as read from the provider's prompt cache
+- (OpenAI) ``end_early`` stream some chunks, then end the body cleanly with no finish and no ``[DONE]``;
+  ``bad_json`` answer 200 with a body that is not JSON; ``not_stream`` answer a plain JSON completion
+  when a stream was asked; ``over_report=F`` report F times the completion tokens really written;
+  ``quote`` with ``error=400``: the error message quotes the user text, as real providers do
 - ``thoughts=N`` (Gemini) report N thinking tokens; ``safety`` (Gemini) block the answer;
   ``blocked`` (Gemini) block the prompt
 

@@ -186,7 +186,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send_stream(reply, req)
 
     def _send_json(self, reply: Reply) -> None:
-        payload = json.dumps(reply.body).encode()
+        payload = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(payload)))

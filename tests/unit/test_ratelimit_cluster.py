@@ -67,12 +67,11 @@ def test_connect_url_gives_a_working_cluster_client(redis_cluster: LocalCluster,
 def test_auth_throttle_on_the_cluster(redis_cluster: LocalCluster, prefix):
     throttle = AuthThrottle(redis_cluster.client, prefix=prefix, max_failures=2, window_s=60)
     for ip in ("203.0.113.1", "203.0.113.2", "2001:db8::2"):
-        throttle.record_failure(ip)
-        throttle.check(ip)
-        throttle.record_failure(ip)
+        throttle.failed(ip)
+        throttle.failed(ip)
         with pytest.raises(RateLimited):
-            throttle.check(ip)
-    throttle.check("203.0.113.3")
+            throttle.failed(ip)
+    throttle.failed("203.0.113.3")
 
 
 def test_cluster_without_redis_cli_and_a_cluster_outage():
@@ -90,9 +89,7 @@ def test_cluster_without_redis_cli_and_a_cluster_outage():
             limiter.reserve("k_1", rpm=2)
         assert info.value.__cause__ is not None
         with pytest.raises(ServiceUnavailable):
-            throttle.record_failure("192.0.2.9")
-        with pytest.raises(ServiceUnavailable):
-            throttle.check("192.0.2.9")  # an address that failed here is checked against the store
+            throttle.failed("192.0.2.9")
         degraded = limiter.reserve_or_degrade("k_1", fail_mode="fail-open", rpm=2)
         assert degraded.degraded
         limiter.settle(degraded, actual_tokens=1, actual_cost_micros=1)

@@ -6,11 +6,14 @@
 -- KEYS[3] budget  HASH  {spent = micro-dollars charged in the period, held = sum of the live holds}
 -- KEYS[4] holds   ZSET  member "<request_id>|<micros>", score = ms when the hold lapses
 -- KEYS[5] lapsed  ZSET  member "<request_id>|<micros>", score = ms when it lapsed (for a late settle)
+-- KEYS[6] key     HASH  the gateway key's record (only its generation is read), when ARGV[13] is given
 -- ARGV: 1 now_ms ('' = use Redis TIME), 2 window_ms, 3 rpm (-1 = none), 4 tpm (-1 = none), 5 tokens,
 --       6 budget_micros (-1 = none), 7 cost_micros, 8 request_id, 9 hold_ttl_ms,
---       10 budget_expire_at_ms (app clock; -1 = never), 11 lapsed_keep_ms, 12 track_window (1/0)
+--       10 budget_expire_at_ms (app clock; -1 = never), 11 lapsed_keep_ms, 12 track_window (1/0),
+--       13 the key record generation the caller holds ('' or absent = do not check)
 -- Returns {status, count, tokens_used, oldest_ms, retry_rpm_ms, retry_tpm_ms, spent, held, now_ms}
---   status 0 = recorded, 1 = over rpm/tpm, 2 = over budget. Recording uses ZADD NX, so reserving the
+--   status 0 = recorded, 1 = over rpm/tpm, 2 = over budget, 3 = the key record changed since the caller
+--   read it (nothing recorded: re-read the key and try again). Recording uses ZADD NX, so reserving the
 --   same request_id twice counts it once.
 --   count/tokens_used/held include this request when status is 0. retry_*: -1 = that limit passed,
 --   -2 = the request alone is larger than tpm (can never fit). oldest_ms: -1 when the log is empty.
@@ -28,6 +31,9 @@ if ARGV[1] == '' then
   now = num(t[1]) * 1000 + math.floor(num(t[2]) / 1000)
 else
   now = num(ARGV[1])
+end
+if ARGV[13] and ARGV[13] ~= '' and (redis.call('HGET', KEYS[6], 'gen') or '0') ~= ARGV[13] then
+  return {3, 0, 0, -1, -1, -1, 0, 0, now}
 end
 local window, rpm, tpm, tokens = num(ARGV[2]), num(ARGV[3]), num(ARGV[4]), num(ARGV[5])
 local budget, cost, rid = num(ARGV[6]), num(ARGV[7]), ARGV[8]
