@@ -39,6 +39,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.extensions[responses.EXTENSION] = ResponseStore(svc.redis, prefix=settings.redis_prefix,
                                                         ttl_s=settings.log_retention_days * 86400)
 
+    @app.before_request
+    def _preflight() -> Response | None:
+        # A CORS preflight carries no credentials: answer it before any blueprint's auth check runs.
+        if request.method == "OPTIONS" and request.url_rule is not None and "Access-Control-Request-Method" in request.headers:
+            return app.make_default_options_response()
+        return None
+
     @app.after_request
     def _finish(response: Response) -> Response:
         ctx: RequestContext | None = g.get("aiproxy_ctx")

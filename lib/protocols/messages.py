@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lib import errors
 from lib.protocols import friendly_error
 from lib.protocols.chat import ChatCompletionRequest
+from lib.protocols.params import specific_error
 
 VERSION = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
 BETA = re.compile(r"\A[A-Za-z0-9._-]{1,64}(\s*,\s*[A-Za-z0-9._-]{1,64}){0,31}\Z")
@@ -170,7 +171,7 @@ def parse(model: type[CountTokensRequest], data: Any) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise friendly_error(exc) from None
+        raise specific_error(exc) from None
 
 
 def _native_only(what: str, served_by: str) -> errors.InvalidValue:

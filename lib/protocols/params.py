@@ -8,9 +8,12 @@ them back with ``renamed`` so the client reads the field it sent.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
+
+from pydantic import ValidationError
 
 from lib import errors
+from lib.protocols import friendly_error
 
 RESPONSES = {"max_completion_tokens": "max_output_tokens", "response_format": "text.format",
              "reasoning_effort": "reasoning.effort", "verbosity": "text.verbosity", "messages": "input"}
@@ -37,3 +40,24 @@ def renamed(names: Mapping[str, str]) -> Iterator[None]:
         yield
     except errors.GatewayError as exc:
         raise rename(exc, names)
+
+
+class _Deepest:
+    """A ``ValidationError`` look-alike whose errors run deepest first (what ``friendly_error`` reads)."""
+
+    def __init__(self, exc: ValidationError) -> None:
+        self._errors = sorted(exc.errors(), key=lambda e: -len(e.get("loc", ())))
+
+    def errors(self) -> list[Any]:
+        return self._errors
+
+
+def specific_error(exc: ValidationError) -> errors.InvalidRequest:
+    """``friendly_error`` for the most specific problem. A field that is "a string or a list of items" fails
+    both ways; pydantic lists the string branch first ("should be a valid string"), while the useful error is
+    the deepest one inside the list (the item whose type is unknown)."""
+    first = exc.errors()[0]
+    loc = first.get("loc", ())
+    if first.get("type") == "string_type" and loc and loc[-1] == "str" and len(exc.errors()) > 1:
+        return friendly_error(_Deepest(exc))  # type: ignore[arg-type]
+    return friendly_error(exc)

@@ -1,5 +1,6 @@
 """The OpenAI Responses API request (``POST /v1/responses``): its pydantic models, and its translation into
-the gateway's chat request, so a Responses call runs through the same pipeline as chat completions.
+the gateway's chat request (``lib.protocols.responses_chat``), so a Responses call runs through the same
+pipeline as chat completions.
 
 Translated: ``input`` (a string, or items: messages with ``input_text`` / ``input_image`` / ``input_file``
 / ``input_audio`` / ``output_text`` / ``refusal`` parts, ``function_call`` and ``function_call_output``),
@@ -23,8 +24,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
 
 from lib import errors
-from lib.protocols import friendly_error
-from lib.protocols.chat import ChatCompletionRequest
+from lib.protocols.params import specific_error
 from lib.protocols.structured import check_json_schema_format
 
 BUILT_IN_TOOLS = ("web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11",
@@ -100,14 +100,21 @@ class FunctionCallOutputItem(_Part):
     output: str | list[ContentPart]
 
 
+_TAGS = {"message": "Message", "function_call": "FunctionCall", "function_call_output": "FunctionCallOutput"}
+
+
 def _item_kind(value: Any) -> str:
+    """The union tag of an input item (``type``, defaulting to ``message`` as OpenAI's easy input does).
+    Tags are capitalised so error locations name the field path only (``input.0.content``)."""
     kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", "message")
-    return kind if isinstance(kind, str) else "?"
+    return _TAGS.get(kind, str(kind)) if isinstance(kind, str) else "?"
 
 
-InputItem = Annotated[Union[Annotated[MessageItem, Tag("message")], Annotated[FunctionCallItem, Tag("function_call")],
-                            Annotated[FunctionCallOutputItem, Tag("function_call_output")]],
-                      Discriminator(_item_kind)]
+InputItem = Annotated[Union[Annotated[MessageItem, Tag("Message")], Annotated[FunctionCallItem, Tag("FunctionCall")],
+                            Annotated[FunctionCallOutputItem, Tag("FunctionCallOutput")]],
+                      Discriminator(_item_kind, custom_error_type="invalid_item_type",
+                                    custom_error_message="Unknown input item type (expected message, function_call or "
+                                                         "function_call_output)")]
 ITEMS = TypeAdapter(list[InputItem])
 
 
@@ -212,7 +219,7 @@ class ResponsesRequest(BaseModel):
         return self.store is not False
 
 
-def _refuse(param: str, message: str) -> errors.InvalidValue:
+def refuse(param: str, message: str) -> errors.InvalidValue:
     return errors.InvalidValue(message, param=param, code="unsupported_parameter")
 
 
@@ -222,21 +229,21 @@ def precheck(data: dict[str, Any]) -> None:
     for i, tool in enumerate(data.get("tools") or [] if isinstance(data.get("tools"), list) else []):
         kind = tool.get("type") if isinstance(tool, dict) else None
         if isinstance(kind, str) and (kind in BUILT_IN_TOOLS or kind.startswith(BUILT_IN_TOOLS)):
-            raise _refuse(f"tools.{i}.type", f"The built-in tool '{kind}' {NOT_SUPPORTED}: only function tools "
+            raise refuse(f"tools.{i}.type", f"The built-in tool '{kind}' {NOT_SUPPORTED}: only function tools "
                           "(type 'function') are, and they run in your code, not at the provider.")
     choice = data.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") not in ("function", "custom", "allowed_tools"):
-        raise _refuse("tool_choice", f"tool_choice of type '{choice.get('type')}' {NOT_SUPPORTED}.")
+        raise refuse("tool_choice", f"tool_choice of type '{choice.get('type')}' {NOT_SUPPORTED}.")
     items = data.get("input") if isinstance(data.get("input"), list) else []
     for i, item in enumerate(items):
         if isinstance(item, dict) and item.get("type") in UNSUPPORTED_ITEMS:
-            raise _refuse(f"input.{i}.type", f"Input items of type '{item['type']}' {NOT_SUPPORTED}.")
+            raise refuse(f"input.{i}.type", f"Input items of type '{item['type']}' {NOT_SUPPORTED}.")
     for name, allowed in (("background", (None, False)), ("conversation", (None,)), ("prompt", (None,)),
                           ("truncation", (None, "disabled")), ("max_tool_calls", (None,)), ("top_logprobs", (None, 0))):
         if data.get(name) not in allowed:
-            raise _refuse(name, f"'{name}' {NOT_SUPPORTED} (value {data.get(name)!r}).")
+            raise refuse(name, f"'{name}' {NOT_SUPPORTED} (value {data.get(name)!r}).")
     if "message.output_text.logprobs" in (data.get("include") or []):
-        raise _refuse("include", f"Log probabilities {NOT_SUPPORTED}.")
+        raise refuse("include", f"Log probabilities {NOT_SUPPORTED}.")
 
 
 def parse_responses_request(data: Any) -> ResponsesRequest:
@@ -249,7 +256,7 @@ def parse_responses_request(data: Any) -> ResponsesRequest:
     try:
         req = ResponsesRequest.model_validate(data)
     except ValidationError as exc:
-        raise friendly_error(exc) from None
+        raise specific_error(exc) from None
     if req.input is None and req.previous_response_id is None:
         raise errors.MissingField("Missing required parameter: 'input'.", param="input")
     fmt = req.text.format if req.text else None
@@ -281,132 +288,3 @@ def load_items(raw: list[dict[str, Any]]) -> list[Any]:
 def dump_items(items: list[Any]) -> list[dict[str, Any]]:
     """Item models as plain dicts for storing."""
     return [item if isinstance(item, dict) else item.model_dump(exclude_none=True, by_alias=True) for item in items]
-
-
-def to_chat(req: ResponsesRequest, history: list[Any]) -> ChatCompletionRequest:
-    """The chat request for ``req`` after ``history`` (the items of the previous response, if any).
-
-    Raises ``InvalidValue`` (400) for a tool output without its call, a file id, or a bad tool choice.
-    """
-    messages: list[dict[str, Any]] = []
-    if req.instructions:
-        messages.append({"role": "system", "content": req.instructions})
-    calls: set[str] = set()
-    offset = len(history)
-    for n, item in enumerate([*history, *input_items(req)]):
-        where = f"input.{n - offset}" if n >= offset else "previous_response_id"
-        if isinstance(item, FunctionCallItem):
-            calls.add(item.call_id)
-            call = {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": item.arguments}}
-            last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant":
-                last.setdefault("tool_calls", []).append(call)
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif isinstance(item, FunctionCallOutputItem):
-            if item.call_id not in calls:
-                raise errors.InvalidValue(f"No tool call found for function call output with call_id '{item.call_id}'.",
-                                          param=f"{where}.call_id", code="tool_call_not_found")
-            messages.append({"role": "tool", "tool_call_id": item.call_id, "content": _text(item.output)})
-        else:
-            messages.append(_message(item, where))
-    body: dict[str, Any] = {"model": req.model, "messages": messages}
-    if not messages:
-        raise errors.MissingField("The request has no input to answer.", param="input")
-    _tools(req, body)
-    fmt = req.text.format if req.text else None
-    if fmt is not None and fmt.type == "json_schema":
-        spec = {k: v for k, v in (("name", fmt.name), ("schema", fmt.schema_), ("description", fmt.description),
-                                  ("strict", fmt.strict)) if v is not None}
-        body["response_format"] = {"type": "json_schema", "json_schema": spec}
-    elif fmt is not None and fmt.type == "json_object":
-        body["response_format"] = {"type": "json_object"}
-    if req.text is not None and req.text.verbosity is not None:
-        body["verbosity"] = req.text.verbosity
-    if req.reasoning is not None and req.reasoning.effort is not None:
-        body["reasoning_effort"] = req.reasoning.effort
-    for ours, theirs in (("max_output_tokens", "max_completion_tokens"), ("temperature", "temperature"),
-                         ("top_p", "top_p"), ("user", "user"), ("safety_identifier", "safety_identifier"),
-                         ("prompt_cache_key", "prompt_cache_key"), ("service_tier", "service_tier")):
-        value = getattr(req, ours)
-        if value is not None:
-            body[theirs] = value
-    if req.stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}  # the final event carries usage
-    try:
-        return ChatCompletionRequest.model_validate(body)
-    except ValidationError as exc:
-        raise friendly_error(exc) from None
-
-
-def _message(item: MessageItem, where: str) -> dict[str, Any]:
-    if isinstance(item.content, str):
-        return {"role": item.role, "content": item.content}
-    if item.role in ("system", "developer"):
-        return {"role": item.role, "content": _text(item.content)}
-    parts: list[dict[str, Any]] = []
-    for j, part in enumerate(item.content):
-        if isinstance(part, (InputText, OutputText)):
-            parts.append({"type": "text", "text": part.text})
-        elif isinstance(part, Refusal):
-            parts.append({"type": "refusal", "refusal": part.refusal})
-        elif isinstance(part, InputImage):
-            if not part.image_url:
-                raise _refuse(f"{where}.content.{j}.file_id", f"Images by file_id {NOT_SUPPORTED}: send image_url "
-                              "(an https URL or a data: URL).")
-            image: dict[str, Any] = {"url": part.image_url}
-            if part.detail:
-                image["detail"] = part.detail
-            parts.append({"type": "image_url", "image_url": image})
-        elif isinstance(part, InputFile):
-            if not part.file_data:
-                raise _refuse(f"{where}.content.{j}", f"Files by file_id or file_url {NOT_SUPPORTED}: send file_data.")
-            parts.append({"type": "file", "file": {"file_data": part.file_data, "filename": part.filename or "file"}})
-        elif isinstance(part, InputAudio):
-            parts.append({"type": "input_audio", "input_audio": part.input_audio})
-    if item.role == "assistant" and all(p["type"] == "text" for p in parts):
-        return {"role": "assistant", "content": "".join(p["text"] for p in parts)}
-    return {"role": item.role, "content": parts}
-
-
-def _text(content: str | list[Any]) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(getattr(p, "text", "") or "" for p in content)
-
-
-def _tools(req: ResponsesRequest, body: dict[str, Any]) -> None:
-    tools = list(req.tools or [])
-    choice = req.tool_choice
-    if isinstance(choice, AllowedTools):  # emulated: only the allowed tools are offered
-        allowed = {t.get("name") or (t.get("function") or {}).get("name") for t in choice.tools}
-        tools = [t for t in tools if t.name in allowed]
-        if not tools:
-            raise errors.InvalidValue("tool_choice.tools names no tool of 'tools'.", param="tool_choice.tools")
-        choice = choice.mode
-    if not tools:
-        if isinstance(choice, NamedChoice):
-            raise errors.InvalidValue(f"tool_choice names '{choice.name}' but no tools are given.", param="tool_choice")
-        return
-    names = {t.name for t in tools}
-    if isinstance(choice, NamedChoice) and choice.name not in names:
-        raise errors.InvalidValue(f"tool_choice names '{choice.name}', which is not in 'tools'.", param="tool_choice")
-    out = []
-    for tool in tools:
-        if isinstance(tool, FunctionTool):
-            function = {k: v for k, v in (("name", tool.name), ("description", tool.description),
-                                          ("parameters", tool.parameters), ("strict", tool.strict)) if v is not None}
-            out.append({"type": "function", "function": function})
-        else:
-            custom = {k: v for k, v in (("name", tool.name), ("description", tool.description),
-                                        ("format", tool.format)) if v is not None}
-            out.append({"type": "custom", "custom": custom})
-    body["tools"] = out
-    if isinstance(choice, NamedChoice):
-        body["tool_choice"] = ({"type": "function", "function": {"name": choice.name}} if choice.type == "function"
-                               else {"type": "custom", "custom": {"name": choice.name}})
-    elif choice is not None:
-        body["tool_choice"] = choice
-    if req.parallel_tool_calls is not None:
-        body["parallel_tool_calls"] = req.parallel_tool_calls

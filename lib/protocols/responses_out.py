@@ -64,7 +64,7 @@ class ResponseShape:
         reason = INCOMPLETE.get(finish or "") if status != "failed" else None
         if reason:
             status = "incomplete"
-        return {
+        out = {
             "id": self.id, "object": "response", "created_at": self.created_at, "status": status,
             "background": False, "completed_at": int(time.time()) if status == "completed" else None,
             "error": error, "incomplete_details": {"reason": reason} if reason else None,
@@ -80,6 +80,10 @@ class ResponseShape:
             "top_p": 1.0 if req.top_p is None else req.top_p, "truncation": "disabled", "usage": usage,
             "user": req.user, "metadata": dict(req.metadata or {}), "proxy_id": self.proxy_id,
         }
+        for optional in ("user", "prompt_cache_key", "safety_identifier", "usage"):  # absent, never null
+            if out[optional] is None:
+                del out[optional]
+        return out
 
     def from_completion(self, completion: dict[str, Any]) -> dict[str, Any]:
         """The finished ``response`` for a ``chat.completion``."""

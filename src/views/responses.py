@@ -12,7 +12,8 @@ from flask import Blueprint, Response, current_app, request
 from lib import errors
 from lib.gateway import body_text
 from lib.protocols.params import RESPONSES, renamed
-from lib.protocols.responses import dump_items, input_items, load_items, parse_responses_request, to_chat
+from lib.protocols.responses import dump_items, input_items, load_items, parse_responses_request
+from lib.protocols.responses_chat import to_chat
 from lib.protocols.responses_out import EventStream, ResponseShape
 from lib.protocols.responses_store import ResponseStore
 from src.http import authenticate, context, json_response, read_json, services
