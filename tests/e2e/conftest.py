@@ -33,6 +33,7 @@ def server(redis_url, upstream):
         "GEMINI_BASE_URL": upstream.url,
         "REQUEST_TIMEOUT": "5",
         "MAX_REQUEST_BYTES": "200000",
+        "CORS_ALLOWED_ORIGINS": "http://127.0.0.1:5173",  # a browser app's dev server (tests/e2e/test_protocols.py)
     })
     yield proc
     proc.stop()
