@@ -17,6 +17,8 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 from lib.store import store_errors
 
 _ID = re.compile(r"\A[A-Za-z0-9_-]{1,128}\Z")
@@ -36,7 +38,7 @@ class ResponseStore:
 
     def put(self, key_id: str, response: dict[str, Any], items: list[dict[str, Any]]) -> None:
         """Keep ``response`` and the conversation ``items`` for ``key_id``. Raises ``StoreUnavailable``."""
-        payload = json.dumps({"response": response, "items": items}, ensure_ascii=False, separators=(",", ":"))
+        payload = orjson.dumps({"response": response, "items": items})
         with store_errors("store response"):
             self.redis.set(self.key(key_id, response["id"]), payload, ex=self.ttl_s)
 

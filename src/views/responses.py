@@ -3,9 +3,10 @@ pipeline (``lib.protocols.responses`` translates in, ``lib.protocols.responses_o
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Iterator
+
+import orjson
 
 from flask import Blueprint, Response, current_app, request
 
@@ -24,6 +25,11 @@ log = logging.getLogger("aiproxy.responses")
 EXTENSION = "aiproxy.responses"
 
 
+def _json(data: Any, headers: dict[str, str]) -> Response:
+    # orjson: several times faster than json for these large objects (see bench/protocols_bench.py)
+    return Response(orjson.dumps(data), status=200, headers=headers, mimetype="application/json")
+
+
 def response_store() -> ResponseStore:
     """The app's ``ResponseStore`` (built in ``create_app``)."""
     return current_app.extensions[EXTENSION]
@@ -33,7 +39,7 @@ def response_store() -> ResponseStore:
 def create_response() -> Response:
     svc = services()
     ctx = context("responses", logged=True)
-    authenticate(ctx)
+    authenticate(ctx, pipeline=True)  # the pipeline's rate-limit round trip confirms the key
     data = read_json(request)
     if svc.settings.log_bodies:
         ctx.request_body = body_text(request.get_data(as_text=True))
@@ -73,7 +79,7 @@ def create_response() -> Response:
     keep(final)
     if svc.settings.log_bodies:
         ctx.response_body = body_text(final)
-    return json_response(final, headers={**ctx.headers, **headers})
+    return _json(final, {**ctx.headers, **headers})
 
 
 @bp.get("/v1/responses/<response_id>")
@@ -109,11 +115,11 @@ def _as_input(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
-def _sse(events: Iterator[tuple[str, dict[str, Any]]], chunks: Any) -> Iterator[str]:
+def _sse(events: Iterator[tuple[str, dict[str, Any]]], chunks: Any) -> Iterator[bytes]:
     """Frame typed events as SSE (``event:`` + ``data:``); closing the body closes the upstream stream."""
     try:
         for kind, data in events:
-            yield f"event: {kind}\ndata: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n\n"
+            yield b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
     finally:
         for it in (events, chunks):
             close = getattr(it, "close", None)
