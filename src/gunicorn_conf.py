@@ -22,13 +22,16 @@ def options(settings: Settings, *, on_exit: Callable[[Any], None] | None = None)
     return {
         "bind": f"{settings.host}:{settings.port}",
         "workers": settings.web_concurrency,
-        "worker_class": "gevent",
+        # gunicorn's gevent worker, with OpenAI-envelope errors, bounded head/body reads and a graceful stop
+        # that records what it cuts (src/worker.py).
+        "worker_class": "src.worker.AIProxyWorker",
         "worker_connections": settings.worker_connections,
         # Long enough for a slow upstream call; streams are not limited by it (gevent workers heartbeat anyway).
         "timeout": settings.gunicorn_timeout,
         # On SIGTERM, finish in-flight requests and streams for up to this long (ECS stopTimeout must exceed it).
         "graceful_timeout": settings.graceful_timeout,
-        # Above the ALB's idle timeout, so the ALB closes idle connections first.
+        # Above the ALB's idle timeout, so the ALB closes idle connections first. Only the wait between
+        # requests: the worker bounds a request's head and body by REQUEST_HEADER/BODY_TIMEOUT.
         "keepalive": settings.keepalive,
         # gunicorn 27's control socket lives in $HOME; the container's root filesystem is read-only.
         "control_socket_disable": True,

@@ -14,7 +14,8 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import os  # noqa: E402 - after the patch, on purpose
+import atexit  # noqa: E402 - after the patch, on purpose
+import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -42,6 +43,11 @@ class AIProxyServer(BaseApplication):
     def load(self) -> Any:
         from src.app import create_app
 
+        # In the worker, after the fork: the master's clean-ups (stopping the private Redis, registered with
+        # atexit by lib.store) are the master's. Run by an exiting worker, they would stop the Redis every other
+        # worker still uses, then wait 5 s for a process the worker cannot reap.
+        for stop in self._cleanup:
+            atexit.unregister(stop)
         return create_app(self.settings)
 
     def _on_exit(self, server: Any) -> None:

@@ -120,7 +120,14 @@ def test_start_script_is_the_one_the_e2e_tests_run() -> None:
     assert re.search(r"^exec python -m src\.serve$", script.read_text(), re.MULTILINE)
     serve = (ROOT / "src" / "serve.py").read_text()  # gunicorn with gevent workers, configured by src/gunicorn_conf.py
     assert "BaseApplication" in serve and "gunicorn_conf.options" in serve
-    assert '"worker_class": "gevent"' in (ROOT / "src" / "gunicorn_conf.py").read_text()
+    conf = (ROOT / "src" / "gunicorn_conf.py").read_text()
+    worker = re.search(r'"worker_class": "([\w.]+)"', conf)
+    assert worker, "src/gunicorn_conf.py no longer names its worker class"
+    if worker.group(1) != "gevent":  # AI Proxy's own worker: still a gevent worker (one loop, many connections)
+        from gunicorn.util import load_class
+        from gunicorn.workers.ggevent import GeventWorker
+
+        assert issubclass(load_class(worker.group(1)), GeventWorker)
     e2e = "\n".join(p.read_text() for p in (ROOT / "tests" / "e2e").glob("*.py"))
     assert '"bin" / "start.sh"' in e2e or "bin/start.sh" in e2e, "the e2e tests no longer start bin/start.sh"
 
