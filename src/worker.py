@@ -46,9 +46,8 @@ from gunicorn.workers.ggevent import GeventWorker
 
 from lib import errors
 
-#: Seconds before GRACEFUL_TIMEOUT at which what still runs is cut (at most half of it): enough for the
-#: cut requests to record themselves (two Redis round trips) and for gunicorn's worker loop (which looks
-#: once a second) to exit before the master's SIGKILL.
+#: Seconds before GRACEFUL_TIMEOUT at which what still runs is cut (at most half of it): time for the cut
+#: requests to record themselves (a few Redis round trips) and the worker to exit before the master's SIGKILL.
 CUT_MARGIN_SECONDS = 3.0
 #: After SIGTERM, a connection that has not sent a byte of its first request gets this long to start.
 NEW_CONNECTION_GRACE_SECONDS = 1.0
@@ -147,12 +146,12 @@ class TimedConnection:
         self.waiting, self.waiting_since = True, time.monotonic()
         self.served += 1
 
+    # -- from other greenlets (the graceful stop) -------------------------------------------------------------
+    # Through a duplicate descriptor, never the socket the connection's greenlet waits on: gevent's own
+    # ``shutdown`` would cancel that wait with EBADF (gunicorn logs a traceback), and changing its timeout
+    # would change the bound of the wait in progress. The kernel's EOF is the ordinary end of a connection.
     def hang_up(self) -> None:
-        """Shut the connection down: a read blocked on it returns EOF at once, a write fails (broken pipe).
-
-        Through a duplicate descriptor: gevent's own ``shutdown`` would cancel the blocked greenlet with
-        EBADF, which gunicorn logs as a socket error with a traceback; the kernel's EOF is the ordinary end.
-        """
+        """Shut the connection down: a read blocked on it returns EOF at once, a write fails (broken pipe)."""
         try:
             with socket.socket(fileno=os.dup(self.raw.fileno())) as dup:
                 dup.shutdown(socket.SHUT_RDWR)
@@ -160,22 +159,21 @@ class TimedConnection:
             pass
 
     def hang_up_if_idle(self) -> None:
-        """At shutdown: close a connection that waits for a request and has none pending (a kept-alive one at
-        once, a new one after ``NEW_CONNECTION_GRACE_SECONDS``)."""
+        """Close a connection that waits for a request and has none arriving (a kept-alive one at once, a new
+        one after ``NEW_CONNECTION_GRACE_SECONDS``); one whose request is arriving is served, then closed."""
         if not self.waiting or (not self.served and time.monotonic() - self.waiting_since < NEW_CONNECTION_GRACE_SECONDS):
             return
         try:
-            self.raw.settimeout(0.0)
-            if self.raw.recv(1, socket.MSG_PEEK):
-                return  # a request is arriving: it is served, then the connection closes
-        except (BlockingIOError, socket.timeout):
-            pass
+            with socket.socket(fileno=os.dup(self.raw.fileno())) as dup:
+                dup.settimeout(0.0)
+                try:
+                    if dup.recv(1, socket.MSG_PEEK):
+                        return
+                except BlockingIOError:
+                    pass  # nothing pending
+                dup.shutdown(socket.SHUT_RDWR)
         except OSError:
-            return
-        finally:
-            with contextlib.suppress(OSError):
-                self.raw.settimeout(None)
-        self.hang_up()
+            pass
 
 
 class AppWatch:
@@ -359,11 +357,9 @@ class AIProxyWorker(GeventWorker):
     def _stop_gracefully(self) -> None:
         grace = float(self.cfg.graceful_timeout)
         cut_at = time.monotonic() + max(0.0, grace - min(CUT_MARGIN_SECONDS, grace / 2))
-        while time.monotonic() < cut_at and self.connections:
+        while time.monotonic() < cut_at and self.connections:  # idle ones leave at once, the rest as they end
             for conn in list(self.connections):
                 conn.hang_up_if_idle()
-            if not any(c.in_request for c in self.connections) and all(c.served for c in self.connections):
-                break
             gevent.sleep(0.05)
         hub = gevent.get_hub()
         while self.connections:
