@@ -124,7 +124,7 @@ def _forgive_typos(a: Shape, b: Shape, cont_a: list[int], cont_b: list[int],
             wb = b.words[j]
             if wa[0].isdigit() or wb[0].isdigit():
                 continue
-            if (len(wa) >= 4 and len(wb) >= 4 and not (wa in vocab and wb in vocab) and one_edit(wa, wb)) \
+            if (vocab and len(wa) >= 4 and len(wb) >= 4 and not (wa in vocab and wb in vocab) and one_edit(wa, wb)) \
                     or root(wa) == root(wb):
                 cont_a.remove(i)
                 cont_b.remove(j)
@@ -134,6 +134,6 @@ def _forgive_typos(a: Shape, b: Shape, cont_a: list[int], cont_b: list[int],
     for x, xs in ((a, cont_a), (b, cont_b)):  # "breif", "thnaks": a typo of a light word is light
         for i in list(xs):
             w = x.words[i]
-            if len(w) >= 4 and w not in vocab and any(one_edit(w, v) for v in light if abs(len(v) - len(w)) <= 1):
+            if vocab and len(w) >= 4 and w not in vocab and any(one_edit(w, v) for v in light if abs(len(v) - len(w)) <= 1):
                 xs.remove(i)
     return cont_a, cont_b
