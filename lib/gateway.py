@@ -262,6 +262,9 @@ class Gateway:
                     ctx.mark_first_byte()
                     yield out
                 chunk = next(upstream, None)
+            if finish_reason is None:  # the connection closed without a finish: the answer is not whole
+                raise errors.UpstreamError(f"Provider '{ctx.provider}' ended the stream before it finished",
+                                           provider=ctx.provider)
             self._take_usage(ctx, req, usage, "".join(parts))
             self.accounting.price(ctx)
             if lookup is not None and self.cache is not None and text_only and finish_reason:
@@ -273,10 +276,12 @@ class Gateway:
                                     with_choice=False,
                                     usage=make_usage(ctx.prompt_tokens, ctx.completion_tokens)),
                        "proxy_id": ctx.proxy_id}
-        except errors.GatewayError as exc:
-            log.warning("stream %s failed mid-way: %s", ctx.proxy_id, exc.message)
+        except Exception as raw:  # noqa: BLE001 - whatever breaks a stream ends it with an error event
+            exc = raw if isinstance(raw, errors.GatewayError) else _unexpected(raw, ctx.provider)
+            log.warning("stream %s failed mid-way: %s %s", ctx.proxy_id, exc.status, exc.code)
             self._take_usage(ctx, req, usage, "".join(parts))
             ctx.status, ctx.error_code, ctx.error_message = exc.status, exc.code, exc.message
+            self._keep_upstream_error(ctx, exc)
             yield exc.to_dict()
         except GeneratorExit:
             ctx.client_disconnected = True

@@ -272,6 +272,13 @@ class KeyStore:
         except errors.StoreUnavailable:
             pass
 
+    def _unknown_key(self) -> None:
+        """A well-formed key id is not in Redis: fine, unless Redis has lost every key (then 503, not 401)."""
+        if self.store_lost():
+            raise errors.StoreUnavailable(
+                "The gateway's state store has lost its data (Redis was emptied): keys cannot be checked until "
+                "an operator restores it.", code="state_store_lost")
+
     def store_lost(self) -> bool:
         """True when Redis has lost the keys this process saw (see above). One read; never raises."""
         try:
@@ -433,17 +440,26 @@ class KeyStore:
             else:
                 if record is not None:
                     self._remember(record)
+        if record is None and key_id:
+            self._unknown_key()
         if record is None or not hmac.compare_digest(record.key_hash, hash_key(presented)):
             raise errors.AuthenticationError(
                 f"Incorrect API key provided: {_mask(presented)}.", code="invalid_api_key")
+        if entry is not None:
+            try:
+                return self.check(record)
+            except errors.GatewayError:
+                return self.refresh(record)  # a copy may only say yes on its own; a refusal is checked in Redis
         return self.check(record)
 
     def refresh(self, record: KeyRecord) -> KeyRecord:
         """Re-read a record whose generation moved (``KeyChanged``) and check it again. Raises as
         ``authenticate`` (a deleted record is ``invalid_api_key``)."""
         fresh = self.get(record.id)
-        if fresh is None or fresh.key_hash != record.key_hash:
+        if fresh is None:
             self.forget(record.id)
+            self._unknown_key()
+        if fresh is None or fresh.key_hash != record.key_hash:
             raise errors.AuthenticationError("This API key is no longer valid.", code="invalid_api_key")
         self._remember(fresh)
         return self.check(fresh)

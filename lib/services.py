@@ -32,6 +32,7 @@ from lib.observability import configure_error_reporting, configure_logging
 from lib.policy import Policy
 from lib.providers import REGISTRY, Provider, build_providers
 from lib.records.recorder import Recorder
+from lib.records.spool import Spool, spool_dir_for
 from lib.records.usage import UsageStore
 from lib.router import Router
 from lib.settings import Settings
@@ -59,12 +60,7 @@ class Services:
 
     def auth_failed(self, ip: str, exc: errors.AuthenticationError) -> None:
         """A presented key did not check out. Raises 429 when ``ip`` keeps failing (its failing attempts are
-        throttled, never its valid keys), 503 when Redis has lost its data (every key would look unknown);
-        otherwise returns and the caller answers ``exc`` (401)."""
-        if exc.code == "invalid_api_key" and self.keys.store_lost():
-            raise errors.StoreUnavailable(
-                "The gateway's state store has lost its data (Redis was emptied): keys cannot be checked until "
-                "an operator restores it.", code="state_store_lost") from exc
+        throttled, never its valid keys); otherwise returns and the caller answers ``exc`` (401)."""
         if self.auth_throttle is not None:
             try:
                 self.auth_throttle.failed(ip)
@@ -196,7 +192,13 @@ def build_services(settings: Settings, *, redis: Any = None, http: httpx.Client 
     usage = UsageStore(redis, prefix=settings.redis_prefix, retention_days=settings.log_retention_days,
                        store_bodies=settings.log_bodies, max_body_chars=settings.log_body_max_chars, clock=wall,
                        on_error=lambda op, exc: metrics.usage_errors.labels(op).inc())
-    gateway = Gateway(settings=settings, router=router, providers=providers, recorder=Recorder(usage, metrics),
+    spool = Spool(settings.spool_dir or spool_dir_for(settings.redis_url or "", settings.redis_prefix),
+                  max_bytes=settings.spool_max_bytes, on_dropped=lambda kind: metrics.usage_errors.labels(kind).inc())
+    recorder = Recorder(usage, metrics, spool=spool)
+    quota.spool = spool
+    spool.handlers = {"record": recorder.replay, "settle": quota.replay_settle, "charge": quota.replay_charge}
+    spool.resume()
+    gateway = Gateway(settings=settings, router=router, providers=providers, recorder=recorder,
                       cache=build_cache(settings, redis, metrics), accounting=accounting, limits=quota, keys=keys,
                       policy=policy if policy.rules else None, on_upstream_error=metrics.upstream_failed)
     throttle = None

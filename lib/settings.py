@@ -112,6 +112,8 @@ class Settings(BaseModel):
     log_retention_days: int = Field(30, ge=1)
     log_bodies: bool  # default from ENVIRONMENT: off in production (Redis memory, and prompts are data)
     log_body_max_chars: int = Field(8192, ge=0)
+    spool_dir: str | None = None  # default: <temp dir>/aiproxy-spool/<hash of Redis and prefix>
+    spool_max_bytes: int = Field(64 * 1024 * 1024, ge=0)
     honeybadger_api_key: str | None = None
     honeybadger_endpoint: str = "https://api.honeybadger.io"
     metrics_public: bool  # default from ENVIRONMENT

@@ -107,7 +107,10 @@ class Quota:
         failed before any provider answered is released), charging the budget at most what was reserved.
         Never raises: when Redis is unreachable the settlement goes to the spool, replayed when it answers."""
         res = ctx.reservation
-        if res is None or res.degraded:
+        if res is None:
+            return
+        if res.degraded:
+            self._charge_degraded(ctx)
             return
         try:
             if ctx.cache_hit:
@@ -131,6 +134,28 @@ class Quota:
                           ctx.proxy_id)
         except errors.GatewayError as exc:
             log.error("settling limits for %s failed: %s", ctx.proxy_id, exc.message)
+
+    def _charge_degraded(self, ctx: RequestContext) -> None:
+        """A request served without a hold (fail-open) still spends its key's budget: charged now, or spooled
+        and charged once Redis answers (never more than its worst case)."""
+        key, res = ctx.key, ctx.reservation
+        if key is None or key.budget_usd is None:
+            return
+        cost = 0 if ctx.cache_hit or ctx.cost_usd is None else to_micros(ctx.cost_usd, ROUND_CEILING)
+        payload = {"key_id": key.id, "period": key.budget_period, "at_s": ctx.started_wall,
+                   "request_id": ctx.proxy_id, "cost_micros": min(cost, res.cost_micros) if res.cost_micros else cost,
+                   "held_micros": res.cost_micros}
+        try:
+            self.replay_charge(payload)
+        except errors.StoreUnavailable:
+            if self.spool is None or not self.spool.add("charge", payload):
+                log.error("charging the budget of %s for %s failed and could not be spooled", key.id, ctx.proxy_id)
+
+    def replay_charge(self, payload: dict[str, Any]) -> None:
+        """Apply a (spooled) charge; once per request id. Raises ``StoreUnavailable`` while Redis is away."""
+        self.limiter.charge(payload["key_id"], period=payload["period"], at_s=float(payload["at_s"]),
+                            request_id=payload["request_id"], cost_micros=int(payload["cost_micros"]),
+                            held_micros=int(payload.get("held_micros") or 0))
 
     def spend(self, key: KeyRecord) -> dict[str, Any] | None:
         """The key's current budget period: ``{period, period_id, budget_usd, spent_usd, reserved_usd,

@@ -200,6 +200,7 @@ class Limiter:
         self._reserve = redis.register_script((_LUA_DIR / "reserve.lua").read_text())
         self._settle = redis.register_script((_LUA_DIR / "settle.lua").read_text())
         self._status = redis.register_script((_LUA_DIR / "budget_status.lua").read_text())
+        self._charge = redis.register_script((_LUA_DIR / "charge.lua").read_text())
 
     # -- keys --------------------------------------------------------------------------------------------
     def key_names(self, key_id: str, period_id: str = "total") -> list[str]:
@@ -354,6 +355,21 @@ class Limiter:
         if int(budget_state) == 2:
             log.warning("key %s request %s: %s after its budget hold had lapsed (hold_ttl too short?); "
                         "charged %d micro-USD", res.key_id, res.request_id, what, cost)
+
+    def charge(self, key_id: str, *, period: str, at_s: float, request_id: str, cost_micros: int,
+               held_micros: int = 0) -> bool:
+        """Charge ``cost_micros`` to the budget period containing ``at_s``, once per ``request_id``, for a
+        request served without a hold while Redis was unreachable; a hold of ``held_micros`` that the timed-out
+        reserve may still have taken is dropped first. Returns whether it was charged now. Raises
+        ``StoreUnavailable``."""
+        period_id, resets_at = period_bounds(period, at_s)
+        keys = self.key_names(key_id, period_id)
+        charged = keys[0].rsplit(":", 1)[0] + f":charged:{period_id}"
+        lifetime = -1 if resets_at is None else max(1, int((resets_at.timestamp() + _BUDGET_KEY_GRACE_S - at_s) * 1000))
+        with store_errors("charge", _UNREACHABLE):
+            return bool(self._charge(keys=[keys[2], charged, keys[3], keys[4]],
+                                     args=[request_id, int(cost_micros), self._lapsed_keep_ms, lifetime,
+                                           int(held_micros)]))
 
     # -- admin view --------------------------------------------------------------------------------------
     def budget_status(self, key_id: str, budget_micros: int | None, period: str = "total") -> dict[str, Any]:

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import IO, Any
 
 from lib.context import RequestContext
+from lib.errors import StoreUnavailable
 from lib.metrics import Metrics
 from lib.records.requestlog import RequestRecord, billing_line
 from lib.records.usage import UsageStore
@@ -40,15 +41,28 @@ def record_of(ctx: RequestContext) -> RequestRecord:
 
 class Recorder:
     """Writes one finished request everywhere it is kept: stdout (the durable billing line CloudWatch
-    keeps), the request log and usage counters (``UsageStore.record``, never raising) and the metrics."""
+    keeps), the request log and usage counters (``UsageStore.store``; while Redis is unreachable the record
+    goes to the spool and is replayed when it answers) and the metrics. Never raises."""
 
-    def __init__(self, usage: UsageStore, metrics: Metrics, out: IO[str] | None = None) -> None:
+    def __init__(self, usage: UsageStore, metrics: Metrics, out: IO[str] | None = None, spool: Any = None) -> None:
         self.usage = usage
         self.metrics = metrics
+        self.spool = spool
         self._out = out
 
     def __call__(self, ctx: RequestContext) -> None:
         record = record_of(ctx)
         print(billing_line(record), file=self._out or sys.stdout, flush=True)
-        self.usage.record(record)
+        try:
+            self.usage.store(record)
+        except StoreUnavailable:
+            if self.spool is None or not self.spool.add("record", record.to_dict()):
+                self.metrics.usage_errors.labels("record").inc()
+        except Exception:  # noqa: BLE001 - recording must never break the response
+            log.exception("recording request %s failed", ctx.proxy_id)
+            self.metrics.usage_errors.labels("record").inc()
         self.metrics.observe_request(ctx)
+
+    def replay(self, payload: dict[str, Any]) -> None:
+        """Store a spooled record (idempotent by ``proxy_id``). Raises ``StoreUnavailable`` while Redis is away."""
+        self.usage.store(RequestRecord.from_dict(payload))

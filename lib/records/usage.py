@@ -237,6 +237,11 @@ class UsageStore:
             except Exception:  # a broken metric hook must not break the request either
                 log.exception("usage on_error hook failed")
 
+    def store(self, rec: RequestRecord) -> bool:
+        """Store ``rec`` and count it, atomically, once per ``proxy_id``: True when this call did, False for a
+        duplicate. Raises ``StoreUnavailable`` when Redis fails, ``ValueError`` for a malformed record."""
+        return self._run([self._prepare(rec)])[0]
+
     def record(self, rec: RequestRecord) -> bool:
         """Store ``rec`` and count it, atomically, once per ``proxy_id``.
 
