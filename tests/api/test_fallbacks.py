@@ -78,3 +78,37 @@ def test_streamed_fallback_before_first_byte(routed, fake):
     resp = ask(client, h, "stream fall back [fake:error=500 times=1]", stream=True)
     assert resp.status_code == 200 and resp.headers["x-aiproxy-provider"] == "openai"
     assert resp.get_data(as_text=True).rstrip().endswith("data: [DONE]")
+
+
+@pytest.fixture
+def openai_first(make_settings, fake, tmp_path):
+    """A model served by openai first, with anthropic as its fallback."""
+    from src.app import create_app
+
+    models = tmp_path / "models.yaml"
+    models.write_text("models:\n  house: {provider: openai, model: gpt-4o-mini, fallbacks: [claude-haiku]}\n")
+    app = create_app(make_settings(MODELS_FILE=str(models), OPENAI_API_KEYS="sk-o", OPENAI_BASE_URL=fake.url + "/v1",
+                                   ANTHROPIC_API_KEY="sk-a", ANTHROPIC_BASE_URL=fake.url, REQUEST_TIMEOUT="3"))
+    client = app.test_client()
+    key = client.post("/admin/keys", json={"user_id": "u", "rpm": 0},
+                      headers={"Authorization": f"Bearer {MASTER}"}).get_json()["key"]
+    return client, {"Authorization": f"Bearer {key}", "Cache-Control": "no-store"}
+
+
+@pytest.mark.parametrize("fault, stream", [("bad_json", False), ("not_stream", True), ("end_early", True)])
+def test_malformed_upstream_answers_are_cured_by_the_fallback(openai_first, fault, stream):
+    """A body that is not JSON, or not an event stream, from the first provider: an upstream error (never a
+    500), so the configured fallback answers (issue 10, item 6)."""
+    client, headers = openai_first
+    resp = client.post(URL, headers=headers, json={"model": "house", "stream": stream,
+                                                   "messages": [{"role": "user", "content": f"hi [fake:{fault}]"}]})
+    body = resp.get_data(as_text=True)
+    if fault == "end_early":  # the first chunks were already sent: the stream ends with the error, no fallback
+        assert resp.status_code == 200 and '"code":"upstream_error"' in body and "[DONE]" not in body
+        return
+    assert resp.status_code == 200, body
+    assert resp.headers["x-aiproxy-provider"] == "anthropic"
+    if stream:
+        deltas = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: {")]
+        body = "".join(c["choices"][0]["delta"].get("content") or "" for c in deltas if c.get("choices"))
+    assert "Echo: hi" in body
