@@ -28,9 +28,24 @@ class Rating(BaseModel):
     score: int
 
 
+@pytest.fixture(scope="module")
+def own_key(server) -> str:
+    """A key of this module's own: the cache is scoped per key, so these answers never reach other tests."""
+    from tests.e2e.conftest import issue_key
+
+    return issue_key(server, user_id="protocols-e2e", rpm=0)
+
+
 @pytest.fixture
-def claude(server, gateway_key):
-    client = anthropic.Anthropic(base_url=server.url, api_key=gateway_key, max_retries=0, timeout=20)
+def client(server, own_key):
+    c = openai.OpenAI(base_url=server.url + "/v1", api_key=own_key, max_retries=0, timeout=20)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def claude(server, own_key):
+    client = anthropic.Anthropic(base_url=server.url, api_key=own_key, max_retries=0, timeout=20)
     yield client
     client.close()
 
