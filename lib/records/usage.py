@@ -58,13 +58,17 @@ USAGE_RETENTION_DAYS = 400
 _DAY = 86400
 _UUID_RE = re.compile(r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")  # commands per pipeline flush when reading
 
-# KEYS[1] log key, KEYS[2] day hash. ARGV: 1 log JSON, 2 log TTL (s), 3 day hash EXPIREAT, 4 user_id or "",
-# then (field, increment) pairs. Returns 1 when the log was new and counted, 0 for a duplicate proxy_id.
+# KEYS[1] log key, KEYS[2] day hash, KEYS[3] the key's log list. ARGV: 1 log JSON, 2 log TTL (s), 3 day hash
+# EXPIREAT, 4 user_id or "", 5 created ms, 6 proxy id, 7 oldest ms still kept, then (field, increment) pairs.
+# Returns 1 when the log was new and counted, 0 for a duplicate proxy_id.
 _RECORD_LUA = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
-for i = 5, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = 8, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'user_id', ARGV[4]) end
 redis.call('EXPIREAT', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[7])
+redis.call('EXPIRE', KEYS[3], ARGV[2])
 return 1
 """
 
@@ -139,6 +143,15 @@ class UsageStore:
         """Redis key of the counter hash of ``key_id`` on UTC ``day``."""
         return f"{self._prefix}usage:{{{key_id}}}:{day.isoformat()}"
 
+    def list_key(self, key_id: str) -> str:
+        """Redis key of ``key_id``'s logs by time (ZSET proxy_id → created ms), written with the log."""
+        return f"{self._prefix}logs:{{{key_id}}}"
+
+    @property
+    def all_key(self) -> str:
+        """Redis key of every log by time (ZSET "<key id>|<proxy_id>" → created ms), for the admin view."""
+        return f"{self._prefix}logs:all"
+
     def index_key(self, proxy_id: str) -> str:
         """Redis key of the proxy_id → key id index entry."""
         return f"{self._prefix}logidx:{proxy_id}"
@@ -207,10 +220,12 @@ class UsageStore:
         day = utc_day(rec.created_at)
         expire_at = _day_start(day) + _DAY + self._usage_ttl
         stored = self._stored_record(rec)
-        args: list[Any] = [stored.to_json(), self._log_ttl, expire_at, rec.user_id or ""]
+        created_ms = int(float(rec.created_at) * 1000)
+        args: list[Any] = [stored.to_json(), self._log_ttl, expire_at, rec.user_id or "", created_ms, pid,
+                           int((self.clock() - self._log_ttl) * 1000)]
         for field, inc in self._increments(stored):  # counted from exactly what is logged
             args.extend((field, inc))
-        return kid, pid, ([self.log_key(kid, pid), self.day_key(kid, day)], args)
+        return kid, pid, ([self.log_key(kid, pid), self.day_key(kid, day), self.list_key(kid)], args)
 
     def _run(self, prepared: list[tuple[str, str, tuple[list[str], list[Any]]]]) -> list[bool]:
         """Run the record script for each prepared record, then the index writes, in as few round trips as
@@ -218,8 +233,10 @@ class UsageStore:
         ``StoreUnavailable``."""
 
         def index(pipe: Any) -> None:
-            for kid, pid, _ in prepared:
+            for kid, pid, (_, args) in prepared:
                 pipe.set(self.index_key(pid), kid, ex=self._log_ttl)
+                pipe.zadd(self.all_key, {f"{kid}|{pid}": args[4]})
+            pipe.zremrangebyscore(self.all_key, "-inf", f"({prepared[0][2][1][6]}")
             pipe.sadd(self.keys_set, *sorted({kid for kid, _, _ in prepared}))
 
         with store_errors("usage record"):

@@ -1,4 +1,5 @@
-"""``GET /api/logs/<proxy_id>``, ``GET /api/usage`` (the caller's own) and ``GET /admin/usage`` (all keys)."""
+"""Request logs (``/api/logs``, ``/api/logs/<proxy_id>``, ``/admin/logs``) and usage (``/api/usage``, ``/admin/usage``):
+the caller's own with a gateway key, every key's with the master key."""
 
 from __future__ import annotations
 
@@ -21,6 +22,36 @@ def _date(name: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise errors.InvalidValue(f"'{name}' must be a date as YYYY-MM-DD.", param=name) from None
+
+
+def _page(key_id: str | None) -> Response:
+    from lib.records.logs import LogFilter, list_logs
+
+    try:
+        limit = int(request.args.get("limit") or 50)
+    except ValueError:
+        raise errors.InvalidValue("'limit' must be a number.", param="limit") from None
+    records, cursor = list_logs(services().usage, key_id=key_id, where=LogFilter.from_query(request.args),
+                                limit=limit, cursor=request.args.get("cursor") or None)
+    data = [{"object": "request_log", **{k: v for k, v in r.to_dict().items() if not k.endswith("_body")}}
+            for r in records]
+    return json_response({"object": "list", "data": data, "next_cursor": cursor, "has_more": cursor is not None})
+
+
+@bp.get("/api/logs")
+def my_logs() -> Response:
+    """The caller's own recent request logs, newest first (bodies left out: read one log for them)."""
+    ctx = context("logs")
+    authenticate(ctx)
+    return _page(ctx.key_id)
+
+
+@bp.get("/admin/logs")
+def admin_logs() -> Response:
+    """Every key's recent request logs (``key_id`` narrows to one key)."""
+    context("admin")
+    require_master()
+    return _page(request.args.get("key_id") or None)
 
 
 @bp.get("/api/logs/<proxy_id>")
