@@ -6,8 +6,8 @@ library because the ones that exist (``jsf``, ``hypothesis-jsonschema``) generat
 Faker or Hypothesis, and the sandbox must be deterministic and cheap.
 
 What it honours: ``type`` (also a list; ``null`` last), ``const``, ``enum`` (the first value),
-``properties`` with ``required`` and ``minProperties`` (every declared property is filled, required or
-not), ``items`` / ``prefixItems`` with ``minItems`` / ``maxItems``, ``minimum`` /
+``properties`` with ``required`` and ``minProperties`` (optional properties and one array item are
+filled near the top only, so recursive schemas end), ``items`` / ``prefixItems`` with ``minItems`` / ``maxItems``, ``minimum`` /
 ``maximum`` / ``exclusiveMinimum`` / ``exclusiveMaximum`` / ``multipleOf``, ``minLength`` / ``maxLength``,
 common string ``format`` values, ``anyOf`` / ``oneOf`` (the first branch), ``allOf`` (merged), local
 ``$ref`` (``#/$defs/...``, ``#/definitions/...``) and ``default`` / ``examples``. ``pattern`` and
@@ -23,6 +23,7 @@ _FORMATS = {"date-time": "2024-01-01T00:00:00Z", "date": "2024-01-01", "time": "
             "uri": "https://example.com/", "url": "https://example.com/", "uuid": "00000000-0000-4000-8000-000000000000",
             "hostname": "example.com", "ipv4": "192.0.2.1", "ipv6": "2001:db8::1", "duration": "P1D"}
 _MAX_DEPTH = 12
+_OPTIONAL_DEPTH = 3  # below this depth only required properties and minItems are filled
 
 
 def instance(schema: Any, text: str = "") -> Any:
@@ -106,9 +107,11 @@ def _guess_type(schema: dict[str, Any]) -> str:
 
 def _object(schema: dict[str, Any], defs: dict[str, Any], state: dict[str, Any], depth: int) -> dict[str, Any]:
     props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    required = set(schema.get("required") or [])
     out: dict[str, Any] = {}
     for name, sub in props.items():
-        out[name] = _value(sub if isinstance(sub, dict) else {}, defs, state, depth + 1)
+        if name in required or depth < _OPTIONAL_DEPTH:  # optional ones near the top only: recursion ends
+            out[name] = _value(sub if isinstance(sub, dict) else {}, defs, state, depth + 1)
     for name in schema.get("required") or []:
         if isinstance(name, str) and name not in out:
             extra = schema.get("additionalProperties")
@@ -125,7 +128,7 @@ def _object(schema: dict[str, Any], defs: dict[str, Any], state: dict[str, Any],
 def _array(schema: dict[str, Any], defs: dict[str, Any], state: dict[str, Any], depth: int) -> list[Any]:
     prefix = [p for p in schema.get("prefixItems") or [] if isinstance(p, dict)]
     items = schema.get("items")
-    count = max(int(schema.get("minItems") or 0), len(prefix), 1)
+    count = max(int(schema.get("minItems") or 0), len(prefix), 1 if depth < _OPTIONAL_DEPTH else 0)
     if schema.get("maxItems") is not None:
         count = min(count, int(schema["maxItems"]))
     if items is False:
