@@ -98,9 +98,12 @@ class EmbeddedRedis:
     url: str
     process: subprocess.Popen
     workdir: str
+    owner_pid: int = 0  # the process that started it; a forked child (a gunicorn worker) never stops it
 
     def stop(self) -> None:
-        """Stop the server (idempotent: a process already gone is fine)."""
+        """Stop the server (idempotent: a process already gone is fine; only its starter stops it)."""
+        if self.owner_pid and os.getpid() != self.owner_pid:
+            return
         try:
             if self.process.poll() is None:
                 self.process.terminate()
@@ -136,7 +139,7 @@ def start_embedded_redis(port: int | None = None, extra_args: list[str] | None =
             proc.kill()
             raise RuntimeError(f"embedded redis-server failed to start: {err.strip()[:500]}")
         time.sleep(0.05)
-    embedded = EmbeddedRedis(url=url, process=proc, workdir=workdir)
+    embedded = EmbeddedRedis(url=url, process=proc, workdir=workdir, owner_pid=os.getpid())
     atexit.register(embedded.stop)
     log.info("REDIS_URL is unset: started a private Redis at %s (pid %s); it keeps nothing on disk", url, proc.pid)
     return embedded
