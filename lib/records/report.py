@@ -94,7 +94,8 @@ def usage_report(
 
     Default range: the 30 days ending today (UTC). Filters: ``user_id``, resolved ``model`` and
     ``provider`` (``"-"`` matches requests that never reached one). Returns ``{"start", "end", "filters",
-    "totals", "by_day" (every day in range), "by_model", "by_provider", "by_key", "latency_buckets_ms"}``,
+    "totals", "by_day" (every day in range), "by_model" (the model that answered), "by_requested_model"
+    (the name the client asked for), "by_provider", "by_key", "latency_buckets_ms"}``,
     each group holding the numbers of ``metrics_from_slots``; money as decimal strings. Reads counters
     only. Raises ``InvalidValue`` on a reversed or too long range, ``ServiceUnavailable`` when Redis fails.
     """
@@ -106,8 +107,8 @@ def usage_report(
     by_day = {d.isoformat(): [0] * NSLOTS for d in days}
     by_key: dict[str, list[int]] = {}
     by_field: dict[Any, int] = {}  # raw field name -> sum over every hash read: feeds model/provider
-    # field name -> (model, provider, slot), or None for fields that are not counters or are filtered out
-    info: dict[Any, tuple[str, str, int] | None] = {}
+    # field name -> (model, provider, requested model, slot), or None for other fields and filtered-out ones
+    info: dict[Any, tuple[str, str, str, int] | None] = {}
     want_user = None if user_id is None else user_id.encode()
 
     # The hot loop of the admin view (keys x days x ~100 fields): a few dict/list operations per field.
@@ -130,7 +131,7 @@ def usage_report(
             if parsed is None:
                 continue
             value = int(raw)
-            slot = parsed[2]
+            slot = parsed[3]
             day_vec[slot] += value
             key_vec[slot] += value
             by_field[name] = by_field.get(name, 0) + value
@@ -138,10 +139,12 @@ def usage_report(
     totals = [0] * NSLOTS
     by_model: dict[str, list[int]] = {}
     by_provider: dict[str, list[int]] = {}
+    by_requested: dict[str, list[int]] = {}
     for name, value in by_field.items():
-        m, p, slot = info[name]  # type: ignore[misc]
+        m, p, r, slot = info[name]  # type: ignore[misc]
         totals[slot] += value
         by_model.setdefault(m, [0] * NSLOTS)[slot] += value
+        by_requested.setdefault(r, [0] * NSLOTS)[slot] += value
         by_provider.setdefault(p, [0] * NSLOTS)[slot] += value
     by_key = {kid: vec for kid, vec in by_key.items() if vec[0]}  # keys whose hashes all were filtered out
 
@@ -155,19 +158,27 @@ def usage_report(
         "totals": metrics_from_slots(totals),
         "by_day": {d: metrics_from_slots(v) for d, v in by_day.items()},
         "by_model": table(by_model),
+        "by_requested_model": table(by_requested),
         "by_provider": table(by_provider),
         "by_key": table(by_key),
         "latency_buckets_ms": [b if math.isfinite(b) else "+Inf" for b in LATENCY_BUCKETS_MS],
     }
 
 
-def _parse_field(name: str, model: str | None, provider: str | None) -> tuple[str, str, int] | None:
-    """(model, provider, slot) of a counter field name; None for other fields and filtered-out ones."""
+def _parse_field(name: str, model: str | None, provider: str | None) -> tuple[str, str, str, int] | None:
+    """(model, provider, requested model, slot) of a counter field name (``m:<model>|p:<provider>|<counter>``,
+    or with ``|r:<requested>`` before the counter when the two names differ); None for other fields and
+    filtered-out ones."""
     parts = name.split("|")
+    if len(parts) == 4 and parts[2].startswith("r:"):
+        requested: str | None = unescape(parts[2][2:])
+        del parts[2]
+    else:
+        requested = None
     if len(parts) != 3 or not parts[0].startswith("m:") or not parts[1].startswith("p:"):
         return None
     slot = SLOTS.get(parts[2])
     m, p = unescape(parts[0][2:]), unescape(parts[1][2:])
     if slot is None or (model is not None and m != model) or (provider is not None and p != provider):
         return None
-    return m, p, slot
+    return m, p, requested if requested is not None else m, slot

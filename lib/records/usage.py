@@ -9,16 +9,21 @@ script writes carries the hash tag ``{K}``, so it lives in one Cluster slot::
 
     P log:{K}:<proxy_id>     STRING  the RequestRecord as JSON; TTL retention_days
     P usage:{K}:<YYYY-MM-DD> HASH    one UTC day of key K: field "m:<model>|p:<provider>|<counter>" -> int,
-                                     plus "user_id"; expires usage_retention_days after that day
+                                     or "m:<model>|p:<provider>|r:<requested>|<counter>" when the name the
+                                     client asked for differs from the model that answered (an alias, a
+                                     fallback, the sandbox standing in); plus "user_id"; expires
+                                     usage_retention_days after that day
     P logidx:<proxy_id>      STRING  -> K, so the master can read a log by id alone (same TTL as the log)
     P usage:keys             SET     key ids that have usage, for admin totals
 
 The index and the key set are written right after the script, in the same round trip (a pipeline), but
 outside the atomic step: they are idempotent lookups, not accounting.
 
-Counters per (day, model, provider): see ``COUNTERS``; ``cost_micros`` / ``saved_cost_micros`` are integer
-micro-dollars from ``lib.accounting.money.to_micros`` (the one money conversion). Latency is a histogram
-(``lib.records.histogram``). Reports (``usage()``, ``lib.records.report``) read only these hashes.
+Counters per (day, model, provider, requested model): see ``COUNTERS``; each request adds to exactly one
+cell, so every grouping (by answering model, by requested model, by provider) sums to the same totals;
+``cost_micros`` / ``saved_cost_micros`` are integer micro-dollars from ``lib.accounting.money.to_micros``
+(the one money conversion). Latency is a histogram (``lib.records.histogram``). Reports (``usage()``,
+``lib.records.report``) read only these hashes.
 """
 
 from __future__ import annotations
@@ -204,7 +209,11 @@ class UsageStore:
             "counted_usage": 1 if rec.usage_source == "counted" else 0,
             "latency_ms_sum": int(round(latency)) if latency == latency and latency > 0 else 0,
         }
-        cell = f"m:{escape(rec.model or NO_NAME)}|p:{escape(rec.provider or NO_NAME)}|"
+        model = rec.model or NO_NAME
+        cell = f"m:{escape(model)}|p:{escape(rec.provider or NO_NAME)}|"
+        requested = rec.requested_model or model
+        if requested != model:  # the name asked for, as a second dimension of the same cell (never counted twice)
+            cell += f"r:{escape(requested)}|"
         out = [(cell + name, v) for name, v in values.items() if v]
         out.append((cell + BUCKET_FIELDS[bucket_index(latency)], 1))
         return out
