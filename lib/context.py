@@ -42,6 +42,7 @@ class RequestContext:
     cache_store: bool = True  # Cache-Control: no-store turns both off
     cache_similarity: float | None = None
     cache_entry: str | None = None
+    cache_veto: str | None = None  # the check that refused the nearest semantic candidate (similarity above)
     saved_tokens: int = 0
     saved_cost_usd: Any = None
     client_disconnected: bool = False

@@ -193,6 +193,8 @@ class Gateway:
         if hit is None:
             ctx.cache = "miss" if ctx.cache_lookup else "bypass"
             ctx.headers["x-aiproxy-cache"] = ctx.cache
+            if lookup.veto_reason:  # a near one was found and refused: say which check, and how near
+                ctx.cache_veto, ctx.cache_similarity = lookup.veto_reason, lookup.veto_similarity
             return None, lookup
         ctx.cache = hit.kind
         ctx.cache_similarity = hit.similarity

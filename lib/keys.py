@@ -95,6 +95,7 @@ class _KeyFields(BaseModel):
     expires_at: datetime | float | None = None
     cache: bool | None = None
     cache_scope: str | None = Field(None, pattern=r"^(user|key|shared:[A-Za-z0-9_.-]{1,64})$")
+    cache_strictness: Literal["strict", "balanced"] | None = None
     metadata: dict[str, str] | None = None
 
     @field_validator("models")
@@ -148,6 +149,7 @@ _CODECS: dict[str, tuple[Callable[[Any], str], Callable[[str], Any]]] = {
     "created_at": (str, lambda raw: float(raw or 0)),
     "cache": (lambda v: "1" if v else "0", lambda raw: raw != "0"),
     "cache_scope": (str, lambda raw: raw or "user"),
+    "cache_strictness": (str, lambda raw: raw or "strict"),
     "metadata": (json.dumps, lambda raw: json.loads(raw or "{}")),
     "key_hint": (str, str),
     "gen": (str, lambda raw: int(raw or 0)),
@@ -179,6 +181,7 @@ class KeyRecord:
     created_at: float = 0.0
     cache: bool = True
     cache_scope: str = "user"
+    cache_strictness: str = "strict"  # semantic cache: "strict" (fewest wrong answers) or "balanced" (more hits)
     metadata: dict[str, str] = field(default_factory=dict)
     key_hint: str = ""
     gen: int = 1  # bumped by every change, so a worker holding an older copy notices on its next round trip
@@ -309,6 +312,7 @@ class KeyStore:
             rpm=spec.rpm, tpm=spec.tpm, budget_usd=spec.budget_usd, budget_period=spec.budget_period or "total",
             expires_at=expires, created_at=self._clock(),
             cache=True if spec.cache is None else spec.cache, cache_scope=spec.cache_scope or "user",
+            cache_strictness=spec.cache_strictness or "strict",
             metadata=spec.metadata or {}, key_hint=f"{plain[:len(KEY_PREFIX) + 6]}...{plain[-4:]}",
         )
         with store_errors("key create", _UNREACHABLE):
@@ -356,7 +360,7 @@ class KeyStore:
         for name, value in fields.items():
             if name == "expires_at":
                 value = _epoch(value)
-            elif name in ("budget_period", "cache_scope") and value is None:
+            elif name in ("budget_period", "cache_scope", "cache_strictness") and value is None:
                 continue
             elif name in ("active", "cache") and value is None:
                 continue

@@ -118,7 +118,8 @@ class CacheService:
             info.semantic_ok = True
             if not ctx.cache_lookup:
                 return None, info
-            found = self.semantic.search(info.context, prompt, vector=info.vector)
+            strictness = ctx.key.cache_strictness if ctx.key is not None else "strict"
+            found = self.semantic.search(info.context, prompt, vector=info.vector, strictness=strictness)
             match = found.match
             info.veto_reason, info.veto_similarity = found.veto_reason, found.veto_similarity
             if match is not None:

@@ -31,7 +31,7 @@ def record_of(ctx: RequestContext) -> RequestRecord:
         ttfb_ms=None if ctx.ttfb_ms is None else round(ctx.ttfb_ms, 3), stream=ctx.stream,
         prompt_tokens=ctx.prompt_tokens, completion_tokens=ctx.completion_tokens,
         cost_usd=_decimal(ctx.cost_usd), unpriced=ctx.unpriced, usage_source=ctx.usage_source, cache=ctx.cache,
-        cache_similarity=ctx.cache_similarity, cache_entry=ctx.cache_entry, saved_tokens=ctx.saved_tokens,
+        cache_similarity=ctx.cache_similarity, cache_entry=ctx.cache_entry, cache_veto=ctx.cache_veto, saved_tokens=ctx.saved_tokens,
         saved_cost_usd=_decimal(ctx.saved_cost_usd), client_disconnected=ctx.client_disconnected,
         request_body=ctx.request_body, response_body=ctx.response_body, error_message=ctx.error_message,
         request_id=ctx.request_id,

@@ -63,6 +63,7 @@ class RequestRecord:
     cache: str | None = None
     cache_similarity: float | None = None
     cache_entry: str | None = None
+    cache_veto: str | None = None
     saved_tokens: int = 0
     saved_cost_usd: Decimal | None = None
     client_disconnected: bool = False
