@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from flask import Request, Response, current_app, g, request
 
@@ -19,9 +20,13 @@ def services() -> Any:
     return current_app.extensions["aiproxy"]
 
 
+def to_json(data: Any) -> bytes:
+    """Compact UTF-8 JSON (orjson; Decimals and other stragglers as strings)."""
+    return orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS)
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
-    return Response(body, status=status, headers=headers or {}, mimetype="application/json")
+    return Response(to_json(data), status=status, headers=headers or {}, mimetype="application/json")
 
 
 def read_json(req: Request) -> Any:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterator
 
 from flask import Blueprint, Response, request
 
 from lib.gateway import body_text
 from lib.protocols.chat import parse_chat_request
-from src.http import authenticate, context, json_response, read_json, services
+from src.http import authenticate, context, json_response, read_json, services, to_json
 
 bp = Blueprint("chat", __name__)
 
@@ -59,9 +58,9 @@ def _sse(chunks: Iterator[dict[str, Any]]) -> Iterator[str]:
         for chunk in chunks:
             if "error" in chunk and "choices" not in chunk:
                 errored = True
-            yield "data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")) + "\n\n"
+            yield b"data: " + to_json(chunk) + b"\n\n"
         if not errored:
-            yield "data: [DONE]\n\n"
+            yield b"data: [DONE]\n\n"
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
