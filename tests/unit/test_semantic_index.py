@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 
 from lib.cache import embedder as embedder_module
+from lib.cache import onnx_export
 from lib.cache.embedder import (
     EXPORT_FORMAT,
     Embedder,
     default_onnx_path,
     export_is_current,
-    export_onnx,
     find_model_path,
     read_export_source,
     weights_fingerprint,
 )
+from lib.cache.onnx_export import export_onnx
 from lib.cache.semantic import DEFAULT_THRESHOLD, SemanticIndex
 
 
@@ -362,7 +363,7 @@ def test_export_is_fused_and_records_its_format(tmp_path, monkeypatch, capsys) -
     def broken_fusion(*args: Any, **kwargs: Any) -> dict[str, int]:
         raise RuntimeError("optimizer exploded")
 
-    monkeypatch.setattr(embedder_module, "_fuse_onnx", broken_fusion)
+    monkeypatch.setattr(onnx_export, "_fuse_onnx", broken_fusion)
     assert embedder_module.main(["export-onnx", "--target", target]) == 0
     assert "exported and verified (unfused)" in capsys.readouterr().out
     assert read_export_source(target)["fused"] == "no" and export_is_current(model, target)
