@@ -31,10 +31,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     from lib.protocols.responses_store import ResponseStore
     from src import errors as error_handlers
     from src.cors import finish_cors, init_cors, request_id
-    from src.views import admin, chat, health, messages, pages, responses, usage, vendors
+    from src.views import admin, chat, health, messages, openapi, pages, responses, usage, vendors
 
     error_handlers.register(app, svc.notify)
-    for view in (chat, responses, messages, admin, health, usage, pages, vendors):
+    for view in (chat, responses, messages, admin, health, usage, openapi, pages, vendors):
         app.register_blueprint(view.bp)
     app.extensions[responses.EXTENSION] = ResponseStore(svc.redis, prefix=settings.redis_prefix,
                                                         ttl_s=settings.log_retention_days * 86400)

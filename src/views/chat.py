@@ -91,7 +91,14 @@ def retrieve_model(model: str) -> Response:
 
 
 def _model_obj(name: str, provider: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 0, "owned_by": provider}
+    """OpenAI's model object, plus ``configured`` (the provider has credentials) and ``served_by`` (who answers
+    now: the provider, ``sandbox`` standing in for an unconfigured one, or ``None``), for the playground."""
+    svc = services()
+    instance = svc.gateway.providers.get(provider)
+    configured = instance is not None and instance.configured()
+    stand_in = svc.settings.sandbox_fallback and "sandbox" in svc.gateway.providers
+    return {"id": name, "object": "model", "created": 0, "owned_by": provider, "configured": configured,
+            "served_by": provider if configured else ("sandbox" if stand_in else None)}
 
 
 @bp.post("/api/v1/webhook")
