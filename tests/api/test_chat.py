@@ -96,7 +96,8 @@ def test_models_list_respects_key(client, admin):
     data = client.get("/v1/models", headers={"Authorization": f"Bearer {limited['key']}"}).get_json()
     assert {m["id"] for m in data["data"]} == {"sandbox", "gpt-4o", "gpt-4o-mini"}
     one = client.get("/v1/models/sandbox", headers={"Authorization": f"Bearer {limited['key']}"})
-    assert one.get_json() == {"id": "sandbox", "object": "model", "created": 0, "owned_by": "sandbox"}
+    assert one.get_json() == {"id": "sandbox", "object": "model", "created": 0, "owned_by": "sandbox",
+                              "configured": True, "served_by": "sandbox"}
 
 
 def test_alias_routing_from_models_file(make_settings, tmp_path):

@@ -79,7 +79,8 @@ def test_type_serves_requests_through_the_whole_pipeline(echo_registered, redis_
     key = client.post("/admin/keys", json={"user_id": "u"}, headers=admin).get_json()["key"]
     auth = {"Authorization": f"Bearer {key}"}
     models = client.get("/v1/models", headers=auth).get_json()["data"]
-    assert {"id": "echo-small", "object": "model", "created": 0, "owned_by": "echo"} in models
+    assert {"id": "echo-small", "object": "model", "created": 0, "owned_by": "echo", "configured": True,
+            "served_by": "echo"} in models
     resp = client.post("/v1/chat/completions", headers=auth,
                        json={"model": "echo-large", "messages": [{"role": "user", "content": "hi"}]})
     assert resp.status_code == 200, resp.get_data(as_text=True)
