@@ -50,7 +50,7 @@ class Policy:
 
 
 POLICIES = {
-    STRICT: Policy(identical_min=0.60, max_refused_replacement=1, max_refused_addition=1, paraphrase_slack=0.0),
+    STRICT: Policy(identical_min=0.60, max_refused_replacement=99, max_refused_addition=1, paraphrase_slack=0.0),
     BALANCED: Policy(identical_min=0.60, max_refused_replacement=1, max_refused_addition=0, paraphrase_slack=0.04),
 }
 

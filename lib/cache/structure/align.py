@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from lib.cache.structure.roles import pasted, roles_swapped
+from lib.cache.structure.synonyms import same_meaning
 from lib.cache.structure.words import CONTENT, LIGHT, NEUTRAL, POLAR, Shape, norm_word, one_edit, lexicon, root
 
 @dataclass(frozen=True)
@@ -130,6 +131,15 @@ def _forgive_typos(a: Shape, b: Shape, cont_a: list[int], cont_b: list[int],
                 cont_b.remove(j)
                 rename[b.norms[j]] = a.norms[i]
                 break
+    for i in list(cont_a):  # synonyms ("quick" / "fast"), a quoted word and the same word unquoted
+        wa = a.words[i]
+        for j in cont_b:
+            wb = b.words[j]
+            if same_meaning(wa, wb) or _unquoted(wa) == wb or _unquoted(wb) == wa:
+                cont_a.remove(i)
+                cont_b.remove(j)
+                rename[b.norms[j]] = a.norms[i]
+                break
     light = lexicon().light_long
     for x, xs in ((a, cont_a), (b, cont_b)):  # "breif", "thnaks": a typo of a light word is light
         for i in list(xs):
@@ -137,3 +147,8 @@ def _forgive_typos(a: Shape, b: Shape, cont_a: list[int], cont_b: list[int],
             if vocab and len(w) >= 4 and w not in vocab and any(one_edit(w, v) for v in light if abs(len(v) - len(w)) <= 1):
                 xs.remove(i)
     return cont_a, cont_b
+
+
+def _unquoted(word: str) -> str | None:
+    """The word of a quoted single word ("q:amortization" -> "amortization"), else None."""
+    return word[2:] if word.startswith("q:") and "_" not in word else None

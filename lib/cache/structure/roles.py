@@ -12,26 +12,34 @@ from lib.cache.structure.words import CONTENT, LIGHT, Shape, lexicon
 _SUBJECT = {"we": "1p", "they": "3p", "he": "3m", "she": "3f"}
 _OBJECT = {"us": "1p", "them": "3p", "him": "3m", "her": "3f"}
 
-_RUN = 8  # a run of this many equal words in both prompts is shared pasted text, not instruction
+# Pasted text is a run of at least _RUN equal words (break marks not counted) that covers at least
+# _SHARE of each prompt: a short shared prefix ("write a SQL statement that copies all rows from") is wording.
+_RUN = 12
+_SHARE = 0.5
+
+
+def _words_in(x: Shape, start: int, n: int) -> int:
+    return sum(1 for k in x.kinds[start:start + n] if k != -1)
 
 
 def _runs(x: Shape, y: Shape) -> list[tuple[int, int, int]]:
     """The runs of at least ``_RUN`` equal words of ``x`` and ``y``: (start in x, start in y, length)."""
     blocks = SequenceMatcher(None, x.norms, y.norms, autojunk=False).get_matching_blocks()
-    return [(blk.a, blk.b, blk.size) for blk in blocks if blk.size >= _RUN]
+    return [(blk.a, blk.b, blk.size) for blk in blocks if blk.size and _words_in(x, blk.a, blk.size) >= _RUN]
 
 
 def pasted(a: Shape, b: Shape) -> bool:
-    """True when the long runs the prompts share cover at least half of the shorter one."""
-    words = lambda s: sum(1 for k in s.kinds if k != -1)  # noqa: E731
-    shared = sum(sum(1 for k in a.kinds[i:i + n] if k != -1) for i, _, n in _runs(a, b))
-    return shared >= _RUN and shared >= 0.5 * min(words(a), words(b))
+    """True when long runs the prompts share cover at least ``_SHARE`` of each of them."""
+    shared = sum(_words_in(a, i, n) for i, _, n in _runs(a, b))
+    return shared >= _RUN and shared >= _SHARE * max(_words_in(a, 0, len(a.kinds)), _words_in(b, 0, len(b.kinds)))
 
 
 def instruction(x: Shape, y: Shape) -> list[int]:
-    """Positions of ``x`` outside the long runs it shares with ``y`` (the pasted text)."""
-    pasted = {i for start, _, n in _runs(x, y) for i in range(start, start + n)}
-    return [i for i in range(len(x.words)) if i not in pasted]
+    """Positions of ``x`` outside the pasted text it shares with ``y`` (all of them when there is none)."""
+    if not pasted(x, y):
+        return list(range(len(x.words)))
+    inside = {i for start, _, n in _runs(x, y) for i in range(start, start + n)}
+    return [i for i in range(len(x.words)) if i not in inside]
 
 
 def _roles(x: Shape, positions: list[int], rename: dict[str, str]) -> dict[str, tuple[str, int, bool]]:

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from lib.cache.guards.lexicon import CARDINALS, ORDINALS, SYNONYM_INDEX, read_sections
 from lib.cache.guards.morph import normalize, stem
+from lib.cache.structure.synonyms import irregular_base, phrase_at
 
 LIGHT, NEUTRAL, POLAR, CONTENT = 0, 1, 2, 3
-_WORD = re.compile(r"q:[a-z0-9_]+|[a-z0-9]+(?:'[a-z]+)*|[.,;:!?()\[\]\n]|->|→")
+_WORD = re.compile(r"q:[a-z0-9_]+|[a-z0-9]+(?:_[a-z0-9]+)*(?:'[a-z]+)*|[.,;:!?()\[\]\n]|->|→")
 # a short quoted string is one token: its words are a name, not words in roles of their own
 _QUOTED = re.compile(r"(?<![A-Za-z0-9])(['\"`])([^'\"`\n]{1,60}?)\1(?![A-Za-z0-9])")
 _THOUSANDS = re.compile(r"(\d),(\d{3})\b")
@@ -30,6 +31,10 @@ class _Lexicon:
     markers: frozenset[str]
     vocab: frozenset[str]
     numbers: dict[str, str]  # "three" -> "3"
+
+    def is_function(self, word: str) -> bool:
+        """A light word, a preposition or particle, or a polar word (not content)."""
+        return word in self.light or word in self.neutral or word in self.polar or word in self.markers
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,7 +86,18 @@ def shape(text: str) -> Shape:
     opens = True  # nothing but light words since the last break
     text = _LETTER_A.sub("a0", _THOUSANDS.sub(r"\1\2", normalize(text)))
     text = _QUOTED.sub(lambda m: " q:" + "_".join(re.findall(r"[a-z0-9]+", m.group(2).lower())) + " ", text)
-    for w in _WORD.findall(text.lower()):
+    tokens = _WORD.findall(text.lower())
+    i = 0
+    while i < len(tokens):
+        w = tokens[i]
+        i += 1
+        joined = phrase_at(tokens, i - 1, lex.is_function) if w[0].isalpha() else None
+        if joined is not None:  # a verb phrase is one word ("turn down", "get rid of")
+            phrase, n = joined
+            words.append(phrase), kinds.append(CONTENT), norms.append(phrase)
+            i += n - 1
+            opens = False
+            continue
         if w in _BREAKS:
             words.append(w), kinds.append(-1), norms.append(w)
             opens = True
@@ -107,9 +123,9 @@ def shape(text: str) -> Shape:
 
 
 def norm_word(word: str) -> str:
-    if word[0].isdigit():
+    if word[0].isdigit() or "_" in word:
         return word
-    s = stem(word)
+    s = stem(irregular_base(word))
     return SYNONYM_INDEX.get(s, s)
 
 
