@@ -20,6 +20,7 @@ from lib import errors, store
 from lib.accounting import Accounting
 from lib.accounting import tokens as token_tables
 from lib.accounting.pricing import PriceBook
+from lib.balancer import Balancer
 from lib.cache.exact import ExactCache
 from lib.cache.service import CacheService
 from lib.gateway import Gateway
@@ -30,7 +31,8 @@ from lib.limits.ratelimit import Limiter
 from lib.metrics import Metrics
 from lib.observability import configure_error_reporting, configure_logging
 from lib.policy import Policy
-from lib.providers import REGISTRY, Provider, build_providers
+from lib.providers import REGISTRY, Provider, build_providers, transport
+from lib.providers.registry import ProviderConfig
 from lib.records.recorder import Recorder
 from lib.records.spool import Spool, spool_dir_for
 from lib.records.usage import UsageStore
@@ -54,6 +56,8 @@ class Services:
     usage: UsageStore
     metrics: Metrics
     auth_throttle: AuthThrottle | None = None
+    balancer: Balancer | None = None
+    vendor_models: dict[str, ProviderConfig] = field(default_factory=dict)  # vendor → its local model
     notify: Callable[[BaseException], Any] | None = None
     embedded_redis: Any = None
     _owned_http: bool = field(default=False, repr=False)
@@ -130,6 +134,31 @@ def build_cache(settings: Settings, client: Any, metrics: Metrics) -> CacheServi
                         max_semantic_tokens=MAX_TOKENS, on_error=on_error)
 
 
+def provider_configs(settings: Settings) -> dict[str, ProviderConfig]:
+    """``settings.providers`` with each local model's server socket (``LOCAL_MODEL_SOCKETS``, filled in by the
+    gunicorn master) in its options."""
+    from dataclasses import replace
+
+    out = dict(settings.providers)
+    for name, config in out.items():
+        path = config.extra.get("path")
+        if config.type == "local" and path and settings.local_model_sockets.get(str(path)):
+            out[name] = replace(config, extra={**config.extra, "socket": settings.local_model_sockets[str(path)]})
+    return out
+
+
+def vendor_models(settings: Settings) -> dict[str, ProviderConfig]:
+    """The sandbox vendors that answer with a local model (``VENDOR_A_MODEL_PATH`` / ``VENDOR_B_MODEL_PATH``)."""
+    out: dict[str, ProviderConfig] = {}
+    for vendor, path in (("vendor-a", settings.vendor_a_model_path), ("vendor-b", settings.vendor_b_model_path)):
+        if path:
+            extra: dict[str, Any] = {"path": path}
+            if settings.local_model_sockets.get(path):
+                extra["socket"] = settings.local_model_sockets[path]
+            out[vendor] = ProviderConfig(name=vendor, type="local", extra=extra)
+    return out
+
+
 def _model_label(router: Router, prices: PriceBook) -> Callable[[str], str]:
     """Metric label for a model name: a name the router lists or the pricing entry it is priced as, else
     ``other`` (names routed by prefix are whatever a client sends; they must not grow the series)."""
@@ -162,15 +191,14 @@ def build_services(settings: Settings, *, redis: Any = None, http: httpx.Client 
                               breaker=store.Breaker(settings.redis_retry_after_seconds))
     owned_http = http is None
     if http is None:
-        http = httpx.Client(
-            timeout=httpx.Timeout(settings.request_timeout, connect=min(10.0, settings.request_timeout)),
-            limits=httpx.Limits(max_connections=settings.http_max_connections,
-                                max_keepalive_connections=settings.http_max_keepalive_connections),
-            follow_redirects=False,
-        )
+        http = transport.client(timeout=settings.request_timeout, max_connections=settings.http_max_connections,
+                                max_keepalive=settings.http_max_keepalive_connections,
+                                transport=settings.http_transport)
     wall = clock or time.time
-    providers = build_providers(settings.providers, http)
-    router = Router.load(settings.models_file, providers={name: REGISTRY.get(name) for name in providers})
+    providers = build_providers(provider_configs(settings), http)
+    kinds = {name: REGISTRY.get(settings.providers[name].type if name in settings.providers else name)
+             for name in providers}
+    router = Router.load(settings.models_file, providers=kinds)
     token_tables.preload()  # ~0.4 s once per worker, before traffic, instead of on the first request
     metrics_ref: list[Metrics] = []
     prices = PriceBook.load(settings.pricing_file, on_unpriced=lambda model: metrics_ref[0].unpriced_model(model))
@@ -198,15 +226,19 @@ def build_services(settings: Settings, *, redis: Any = None, http: httpx.Client 
     quota.spool = spool
     spool.handlers = {"record": recorder.replay, "settle": quota.replay_settle, "charge": quota.replay_charge}
     spool.resume()
+    balancer = Balancer(redis, prefix=settings.redis_prefix, default_s=settings.deployment_cooldown_seconds,
+                        on_cooled=metrics.deployment_cooled)
     gateway = Gateway(settings=settings, router=router, providers=providers, recorder=recorder,
                       cache=build_cache(settings, redis, metrics), accounting=accounting, limits=quota, keys=keys,
-                      policy=policy if policy.rules else None, on_upstream_error=metrics.upstream_failed)
+                      policy=policy if policy.rules else None, on_upstream_error=metrics.upstream_failed,
+                      balancer=balancer)
     throttle = None
     if settings.auth_failures_per_minute:
         throttle = AuthThrottle(redis, prefix=settings.redis_prefix, max_failures=settings.auth_failures_per_minute,
                                 window_s=60)
     services = Services(settings=settings, redis=redis, http=http, keys=keys, router=router, providers=providers,
-                        gateway=gateway, usage=usage, metrics=metrics, auth_throttle=throttle,
+                        gateway=gateway, usage=usage, metrics=metrics, auth_throttle=throttle, balancer=balancer,
+                        vendor_models=vendor_models(settings),
                         notify=configure_error_reporting(settings), embedded_redis=embedded, _owned_http=owned_http)
     log.info("AI Proxy ready: environment=%s providers=%s redis=%s", settings.environment,
              ",".join(services.configured_providers()) or "sandbox only", settings.redacted()["redis_url"])

@@ -6,7 +6,9 @@ defaults that depend on ``ENVIRONMENT`` (production fails closed, never lets the
 ``/metrics``, trusts the ALB's ``X-Forwarded-For``, keeps no request/response bodies in the request log) are
 filled in by one validator, ``_environment_defaults``.
 Provider settings are not fields here: each provider type declares its own variables
-(``lib.providers.registry``) and ``providers`` holds the configurations they produce.
+(``lib.providers.registry``) and ``providers`` holds the instances they produce, together with the named
+instances of ``MODELS_FILE``'s ``providers:`` section (``lib.providers.instances``), whose secrets are read
+from this same merged mapping by the variable names the file gives.
 
 Why not ``pydantic-settings``: it reads ``os.environ`` and env files itself, while the gateway must build
 settings from a given mapping (tests, the gunicorn master, values fetched from Secrets Manager); a plain
@@ -18,6 +20,7 @@ from AWS Secrets Manager (when ``ENVIRONMENT_TYPE`` and ``DNS_RECORD`` are set) 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -26,6 +29,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lib.providers import REGISTRY
+from lib.providers.instances import build_instances, instance_types
 from lib.providers.registry import ProviderConfig
 
 log = logging.getLogger("aiproxy.settings")
@@ -84,8 +88,13 @@ class Settings(BaseModel):
     pricing_file: str | None = None
     sandbox_fallback: bool  # default from ENVIRONMENT
     request_timeout: float = Field(30.0, gt=0, le=3600)
+    deployment_cooldown_seconds: float = Field(30.0, gt=0, le=3600)  # a failing deployment's rest, without Retry-After
+    local_model_sockets: dict[str, str] = Field(default_factory=dict)  # model directory → its server's socket
+    vendor_a_model_path: str | None = None
+    vendor_b_model_path: str | None = None
     http_max_connections: int = Field(2000, ge=1)
     http_max_keepalive_connections: int = Field(200, ge=0)
+    http_transport: Literal["urllib3", "httpx"] = "urllib3"
 
     # -- limits --------------------------------------------------------------------------------------------
     max_prompt_length: int = Field(4000, gt=0)
@@ -136,11 +145,18 @@ class Settings(BaseModel):
             if name not in data and name.lower() not in data:
                 data[name] = value
         if "providers" not in data:
-            try:
-                data["providers"] = {name: kind.config_from_env(data) for name, kind in REGISTRY.items()}
-            except ValueError as exc:
-                raise ValueError(str(exc)) from None
+            data["providers"] = _instances(data)
         return data
+
+    @field_validator("local_model_sockets", mode="before")
+    @classmethod
+    def _sockets(cls, v: object) -> object:
+        if isinstance(v, str):
+            try:
+                return json.loads(v)
+            except ValueError:
+                raise ValueError("must be a JSON object mapping model directories to socket paths") from None
+        return v
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -245,14 +261,16 @@ class Settings(BaseModel):
             routes = deployment_routes(self.models_file)
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
-        for model, provider in routes.items():
-            config = self.providers.get(provider)
-            kind = REGISTRY.get(config.type if config is not None else provider)
-            if config is None or kind is None or kind.usable(config):
-                continue
-            variable = kind.key_env[0] if kind.key_env else "its key"
-            raise SettingsError(f"MODELS_FILE routes '{model}' to provider '{provider}', which has no key: set "
-                                f"{variable}{where(variable) if kind.key_env else ''}")
+        for model, providers in routes.items():
+            for provider in providers:
+                config = self.providers.get(provider)
+                kind = REGISTRY.get(config.type if config is not None else provider)
+                missing = kind.missing(config) if config is not None and kind is not None else None
+                if missing is None:
+                    continue
+                cure = f": set {missing.variable}{where(missing.variable)}" if missing.variable else ""
+                raise SettingsError(f"MODELS_FILE routes '{model}' to provider '{provider}', which has "
+                                    f"{missing.what}{cure}")
 
     def check_production(self) -> None:
         """Fail fast in production on a missing or weak master key. Raises ``SettingsError``."""
@@ -269,3 +287,17 @@ class Settings(BaseModel):
                 f"AIPROXY_MASTER_KEY is too weak for production: use at least {MIN_MASTER_KEY_LENGTH} random "
                 "characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
             )
+
+
+def _instances(env: Mapping[str, Any]) -> dict[str, ProviderConfig]:
+    """Every provider instance: the types' environment defaults and ``MODELS_FILE``'s ``providers:`` section,
+    whose routes are checked against them (a route to an unknown instance, a bad ``deployments`` list or a
+    dangling fallback stops start-up). Raises ``ValueError`` naming the entry."""
+    from lib.router import Router, read_models_file
+
+    path = env.get("MODELS_FILE")
+    section = read_models_file(str(path)).get("providers") if path else None
+    configs = build_instances({k: v for k, v in env.items() if isinstance(v, str)}, section, REGISTRY)
+    if path:
+        Router.load(str(path), providers=instance_types(configs, REGISTRY))
+    return configs
