@@ -1,10 +1,11 @@
-"""Error handlers: every error leaves as the OpenAI envelope, never HTML, never a stack trace."""
+"""Error handlers: every error leaves as the OpenAI envelope, never a stack trace. The one HTML answer is the
+404 page a browser gets for a page that does not exist (``wants_html_404``); API clients get JSON."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, g
+from flask import Flask, Request, Response, g
 from werkzeug.exceptions import HTTPException
 
 from lib import errors
@@ -31,6 +32,18 @@ def error_response(exc: errors.GatewayError) -> Response:
     return json_response(exc.to_dict(), status=exc.status, headers=headers)
 
 
+API_PREFIXES = ("/v1/", "/api/", "/admin/", "/vendor-", "/metrics", "/health", "/openapi.json")
+
+
+def wants_html_404(request: Request) -> bool:
+    """True for a browser navigating to a page that does not exist: GET/HEAD outside the API paths, with an
+    Accept header that prefers HTML to JSON (``*/*`` alone, as API clients send, means JSON)."""
+    if request.method not in ("GET", "HEAD") or request.path.startswith(API_PREFIXES):
+        return False
+    accept = request.accept_mimetypes
+    return accept.best_match(["application/json", "text/html"]) == "text/html" and accept["text/html"] > accept["application/json"]
+
+
 def register(app: Flask, notify: "callable | None" = None) -> None:
     """Install the handlers on ``app``; ``notify(exc)`` reports unexpected exceptions (Honeybadger)."""
 
@@ -42,6 +55,10 @@ def register(app: Flask, notify: "callable | None" = None) -> None:
     def _http(exc: HTTPException) -> Response:
         from flask import request
 
+        if exc.code == 404 and wants_html_404(request):
+            from src.views.pages import not_found_page
+
+            return not_found_page(request.path)
         cls, code, template = _HTTP_MAP.get(exc.code or 500, (errors.GatewayError, "http_error", "{name}"))
         message = template.format(path=request.path, method=request.method, name=exc.name)
         err = cls(message, code=code, status=exc.code)

@@ -136,13 +136,20 @@ def build_spec(*, vendors_enabled: bool) -> dict[str, Any]:
     }
 
 
-_CACHE: dict[bool, bytes] = {}
+_SPECS: dict[bool, dict[str, Any]] = {}
+_BYTES: dict[bool, bytes] = {}
+
+
+def spec(*, vendors_enabled: bool) -> dict[str, Any]:
+    """``build_spec``, built once per process and flag (treat as read-only)."""
+    if vendors_enabled not in _SPECS:
+        _SPECS[vendors_enabled] = build_spec(vendors_enabled=vendors_enabled)
+    return _SPECS[vendors_enabled]
 
 
 def spec_bytes(*, vendors_enabled: bool) -> bytes:
-    """``build_spec`` as compact JSON, built once per process and flag."""
-    body = _CACHE.get(vendors_enabled)
-    if body is None:
-        body = _CACHE[vendors_enabled] = json.dumps(build_spec(vendors_enabled=vendors_enabled),
-                                                     ensure_ascii=False, separators=(",", ":")).encode()
-    return body
+    """``spec`` as compact JSON, serialised once per process and flag."""
+    if vendors_enabled not in _BYTES:
+        _BYTES[vendors_enabled] = json.dumps(spec(vendors_enabled=vendors_enabled), ensure_ascii=False,
+                                             separators=(",", ":")).encode()
+    return _BYTES[vendors_enabled]

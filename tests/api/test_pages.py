@@ -11,7 +11,8 @@ import pytest
 
 from tests.api.conftest import assert_error
 
-PAGES = ["/", "/chat", "/docs", "/dashboard"]
+PAGES = ["/", "/chat", "/docs", "/dashboard", "/keys", "/logs"]
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 class Scan(HTMLParser):
@@ -92,7 +93,11 @@ def test_page_loads_nothing_from_elsewhere(client, path):
             value = attrs.get(name)
             if value is not None:
                 assert value.startswith(("/", "#")), (tag, name, value)
-    assert not [t for t, a in page.tags if t == "script" and a.get("src")]
+    # Scripts come inline or from the vendored libraries this server serves itself (src/static/vendor).
+    for t, a in page.tags:
+        if t == "script" and a.get("src"):
+            src = a["src"].split("?")[0]
+            assert src.startswith("/static/vendor/") and (ROOT / "src" / src.lstrip("/")).is_file(), src
     assert not [t for t, a in page.tags if t == "link" and a.get("rel") == "stylesheet"]
 
 
@@ -133,39 +138,44 @@ def test_chat_playground_elements(client):
         assert needle in text, needle
 
 
-def test_docs_has_a_try_it_form_per_endpoint(client):
+def test_docs_renders_every_operation_of_the_spec_with_a_try_it_form(client):
+    spec = client.get("/openapi.json").get_json()
     text = client.get("/docs").get_data(as_text=True)
     page = scan(text)
     sections = {a["data-endpoint"]: a for t, a in page.tags if t == "section" and a.get("data-endpoint")}
-    paths = [a.get("value") for t, a in page.tags if t == "input" and a.get("name") == "path"]
-    for path in ("/v1/chat/completions", "/v1/models", "/v1/embeddings", "/api/v1/webhook", "/api/logs/PROXY_ID",
-                 "/api/usage", "/admin/keys", "/admin/keys/KEY_ID", "/admin/usage", "/health", "/api/v1/health",
-                 "/metrics"):
-        assert path in paths, path
-    assert len(sections) == len(paths) == len([1 for t, a in page.tags if t == "form"])
-    assert len([1 for t, a in page.tags if t == "input" and a.get("name") == "key"]) == len(sections)
-    # Every prefilled body is valid JSON, and the chat example is a real chat request.
+    operations = {op["operationId"]: (path, method, op) for path, item in spec["paths"].items() for method, op in item.items()}
+    assert set(sections) == set(operations)
+    forms = len([1 for t, a in page.tags if t == "form" and "tryit" in (a.get("class") or "")])
+    assert forms == len([1 for _, _, op in operations.values() if op["tags"][0] != "Browser pages"])
+    names = {a.get("name") for t, a in page.tags if t == "input"}
+    for op_id, (path, method, op) in operations.items():
+        assert sections[op_id]["data-path"] == path and sections[op_id]["data-method"] == method
+        for p in op.get("parameters", []):
+            assert f"{p['in']}:{p['name']}" in names, (op_id, p["name"])
+    # One Authorize for the whole page (a gateway key and a master key), not a key field per form.
+    assert [a["id"] for t, a in page.tags if t == "input" and a.get("type") == "password"] == ["auth-key", "auth-master"]
+    # Every prefilled body is the operation's first example, as valid JSON.
     bodies = {a["id"]: html.unescape(body) for tag, a, body in page.blocks if tag == "textarea"}
-    for ident, body in bodies.items():
-        if body.strip():
-            json.loads(body)
-    chat = json.loads(bodies["chat-body"])
+    chat = json.loads(bodies["createChatCompletion-body"])
     assert chat["model"] and chat["messages"][-1]["role"] == "user"
-    assert json.loads(bodies["keys-create-body"])["user_id"]
-    assert sections["keys-create"]["data-auth"] == "master" and sections["health"]["data-auth"] == "open"
+    assert json.loads(bodies["createKey-body"])["user_id"]
+    assert sections["createKey"]["data-auth"] == "master" and sections["health"]["data-auth"] == "open"
+    assert sections["createChatCompletion"]["data-auth"] == "key" and sections["getLog"]["data-auth"] == "either"
+    for needle in ('"/openapi.json"', "Copy curl", "$AIPROXY_KEY", "$AIPROXY_MASTER_KEY", 'id="authorize"'):
+        assert needle in text, needle
 
 
 def test_docs_try_it_works_against_the_real_api(client, admin):
-    """The documented example bodies are accepted by the endpoints they sit under."""
+    """The prefilled example bodies are accepted by the endpoints they sit under."""
     page = scan(client.get("/docs").get_data(as_text=True))
     bodies = {a["id"]: json.loads(html.unescape(b)) for tag, a, b in page.blocks if tag == "textarea" and b.strip()}
-    key = admin.create_key(**bodies["keys-create-body"])["key"]
+    key = admin.create_key(**bodies["createKey-body"])["key"]
     auth = {"Authorization": f"Bearer {key}"}
-    assert client.post("/v1/chat/completions", json=bodies["chat-body"], headers=auth).status_code == 200
-    assert client.post("/v1/embeddings", json=bodies["embeddings-body"], headers=auth).status_code == 200
+    assert client.post("/v1/chat/completions", json=bodies["createChatCompletion-body"], headers=auth).status_code == 200
+    assert client.post("/v1/embeddings", json=bodies["createEmbedding-body"], headers=auth).status_code == 200
     assert client.post("/api/v1/webhook", json=bodies["webhook-body"], headers=auth).status_code == 200
     for vendor in ("vendor-o", "vendor-b"):
-        assert client.post(f"/{vendor}/messages", json=bodies[f"{vendor}-body"]).status_code == 200
+        assert client.post(f"/{vendor}/messages", json=bodies[f"{vendor.replace('-', '_')}-body"]).status_code == 200
 
 
 def test_docs_lists_vendors_only_where_they_are_served(make_settings):
@@ -195,6 +205,68 @@ def test_api_errors_stay_json_next_to_the_pages(client):
     assert_error(client.get("/no-such-page"), 404, "not_found")
     resp = client.post("/chat")
     assert resp.status_code == 405 and resp.mimetype == "application/json"
+
+
+def test_keys_page_elements(client):
+    text = client.get("/keys").get_data(as_text=True)
+    page = scan(text)
+    ids = {a.get("id"): (t, a) for t, a in page.tags if a.get("id")}
+    assert ids["master"][1]["type"] == "password" and ids["q"][1]["type"] == "search"
+    assert ids["edit"][0] == "dialog" and ids["confirm"][0] == "dialog"
+    for field in ("f-user", "f-name", "f-models", "f-rpm", "f-tpm", "f-budget", "f-period", "f-expires", "f-cache", "f-scope",
+                  "f-active", "newkey-copy"):
+        assert field in ids, field
+    labelled = {a.get("for") for t, a in page.tags if t == "label"}
+    assert {"f-user", "f-models", "f-budget", "f-period", "f-expires"} <= labelled
+    for needle in ('"/admin/keys"', '"/admin/usage"', '"PATCH"', '"DELETE"', "spend", "key_hint", "budget_usd"):
+        assert needle in text, needle
+
+
+def test_logs_page_elements(client):
+    text = client.get("/logs").get_data(as_text=True)
+    page = scan(text)
+    ids = {a.get("id"): (t, a) for t, a in page.tags if a.get("id")}
+    assert ids["key"][1]["type"] == "password" and ids["detail"][0] == "dialog"
+    names = {a.get("name") for t, a in page.tags if t in ("input", "select")}
+    assert {"key_id", "user_id", "model", "provider", "status", "cache", "since", "until", "limit"} <= names
+    for needle in ('"/api/logs"', '"/admin/logs"', '"/api/logs/"', "next_cursor", "has_more", "cursor", "cache_similarity",
+                   "upstream_error", "request_id", "ttfb_ms"):
+        assert needle in text, needle
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_let_the_gateway_cache_work_and_tabs_have_roles(client, path):
+    text = client.get(path).get_data(as_text=True)
+    # fetch(..., {cache: "no-store"}) makes browsers send Cache-Control: no-cache, bypassing the gateway cache.
+    assert not re.search(r"cache\s*:\s*[\"']no-(store|cache)", text)
+    page = scan(text)
+    for t, a in page.tags:
+        if a.get("role") == "tablist":
+            assert a.get("aria-label") or a.get("aria-labelledby")
+        if a.get("role") == "tab":
+            assert a.get("aria-controls") and a.get("aria-selected") in ("true", "false"), a
+
+
+def test_unknown_page_is_html_for_browsers_and_json_for_api_clients(client):
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    resp = client.get("/no-such-page", headers=browser)
+    assert resp.status_code == 404 and resp.mimetype == "text/html"
+    assert "Page not found" in resp.get_data(as_text=True) and "Content-Security-Policy" in resp.headers
+    assert_error(client.get("/no-such-page", headers={"Accept": "*/*"}), 404, "not_found")
+    assert_error(client.get("/no-such-page", headers={"Accept": "application/json"}), 404, "not_found")
+    assert_error(client.get("/v1/no-such-endpoint", headers=browser), 404, "not_found")  # API paths stay JSON
+    assert_error(client.post("/no-such-page", headers=browser), 404, "not_found")
+
+
+def test_vendored_assets_are_served_with_their_licences(client):
+    for name in ("marked.umd.js", "purify.min.js"):
+        resp = client.get(f"/static/vendor/{name}")
+        assert resp.status_code == 200 and resp.mimetype in ("text/javascript", "application/javascript")
+        assert resp.headers["X-Content-Type-Options"] == "nosniff" and "max-age" in resp.headers["Cache-Control"]
+        resp.close()
+    for licence in ("marked.LICENSE.md", "dompurify.LICENSE"):
+        assert (ROOT / "src/static/vendor" / licence).is_file()
+    assert client.get("/static/../views/pages.py").status_code == 404
 
 
 def test_favicon_is_served_locally(client):
