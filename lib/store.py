@@ -240,52 +240,50 @@ def connect(url: str, *, timeout: float = 0.5, max_connections: int = 200, pool_
     return redis.Redis(connection_pool=pool)
 
 
-class BatchScript:
-    """One Lua script, run for a batch of calls the same way on a single Redis and on a Redis Cluster.
+@dataclass(frozen=True)
+class ScriptCall:
+    """One run of a registered Lua script (``client.register_script``) with its keys and arguments."""
 
-    Single Redis: every ``EVALSHA`` and the extra commands go in one pipeline (one round trip); calls that
-    find the script cache empty (a restart or failover) load it once and run again. Redis Cluster, whose
-    client pipelines take no scripts: one script call per item (routed to its keys' slot, reloading on
-    NOSCRIPT by itself), then one pipeline for the extra commands. Use inside ``store_errors``.
+    script: Any
+    keys: list[str]
+    args: list[object]
+
+
+def run_scripts(client: Any, calls: list[ScriptCall],
+                extra: Callable[[Any], None] | None = None) -> tuple[list[object], list[object]]:
+    """Run ``calls`` in order, then the commands ``extra(pipe)`` queues, the same way on a single Redis and on
+    a Redis Cluster: single Redis, every ``EVALSHA`` and the extra commands in one pipeline (one round trip),
+    and calls that find the script cache empty (a restart, a failover) load their script and run again; a
+    Cluster, whose client pipelines take no scripts, one call at a time (each routed to its keys' slot,
+    reloading on NOSCRIPT by itself), then one pipeline for the extra commands.
+
+    Returns ``(script results, extra results)``: an extra command's error is returned as its result (those are
+    idempotent index writes a caller may only log); a script's error is raised. Use inside ``store_errors``.
     """
+    from redis.cluster import RedisCluster
 
-    def __init__(self, client: redis.Redis, lua: str) -> None:
-        from redis.cluster import RedisCluster
-
-        self._client = client
-        self._lua = lua
-        self._script = client.register_script(lua)
-        self._cluster = isinstance(client, RedisCluster)
-
-    def run(self, calls: list[tuple[list[str], list[object]]],
-            extra: Callable[[Any], None] | None = None) -> tuple[list[object], list[object]]:
-        """Run the script for each ``(keys, args)`` and then the commands ``extra(pipe)`` queues.
-
-        Returns ``(script results, extra results)``; an extra command's error is returned as its result (those
-        are idempotent index writes a caller may only log), a script's error is raised.
-        """
-        pipe = self._client.pipeline(transaction=False)
-        if self._cluster:
-            results: list[object] = [self._script(keys=keys, args=args) for keys, args in calls]
-        else:
-            for keys, args in calls:
-                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
-        if extra is not None:
-            extra(pipe)
-        raw = pipe.execute(raise_on_error=False) if len(pipe) else []
-        if self._cluster:
-            return results, raw
-        results, rest = list(raw[:len(calls)]), raw[len(calls):]
-        retry = [i for i, res in enumerate(results) if isinstance(res, redis.exceptions.NoScriptError)]
-        for res in results:
-            if isinstance(res, Exception) and not isinstance(res, redis.exceptions.NoScriptError):
-                raise res
-        if retry:
-            self._client.script_load(self._lua)
-            again = self._client.pipeline(transaction=False)
-            for i in retry:
-                keys, args = calls[i]
-                again.evalsha(self._script.sha, len(keys), *keys, *args)
-            for i, res in zip(retry, again.execute()):
-                results[i] = res
-        return results, rest
+    pipe = client.pipeline(transaction=False)
+    cluster = isinstance(client, RedisCluster)
+    if cluster:
+        results: list[object] = [call.script(keys=call.keys, args=call.args) for call in calls]
+    else:
+        for call in calls:
+            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+    if extra is not None:
+        extra(pipe)
+    raw = pipe.execute(raise_on_error=False) if len(pipe) else []
+    if cluster:
+        return results, raw
+    results, rest = list(raw[:len(calls)]), raw[len(calls):]
+    retry = [i for i, res in enumerate(results) if isinstance(res, redis.exceptions.NoScriptError)]
+    for res in results:
+        if isinstance(res, Exception) and not isinstance(res, redis.exceptions.NoScriptError):
+            raise res
+    if retry:
+        again = client.pipeline(transaction=False)
+        for i in retry:
+            client.script_load(calls[i].script.script)
+            again.evalsha(calls[i].script.sha, len(calls[i].keys), *calls[i].keys, *calls[i].args)
+        for i, res in zip(retry, again.execute()):
+            results[i] = res
+    return results, rest

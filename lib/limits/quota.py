@@ -16,6 +16,7 @@ and clamped, so a key's spend never passes its budget.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Callable
 
@@ -26,8 +27,19 @@ from lib.accounting.money import from_micros, to_micros
 from lib.keys import KeyRecord, KeyStore
 from lib.limits.ratelimit import Limiter, Reservation
 from lib.protocols.chat import ChatCompletionRequest
+from lib.store import ScriptCall, store_errors
 
 log = logging.getLogger("aiproxy.quota")
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A reservation's settle call, what to spool if it cannot run, and what to do with its result."""
+
+    call: ScriptCall
+    payload: dict[str, Any]
+    done: Callable[[Any], None]
+    failed: Callable[[BaseException], None]
 
 
 class Quota:
@@ -103,37 +115,56 @@ class Quota:
         ctx.headers.update(ctx.reservation.headers())
 
     def settle(self, ctx: RequestContext) -> None:
-        """Swap the reservation for what the request really used (nothing for a cache hit; a request that
-        failed before any provider answered is released), charging the budget at most what was reserved.
-        Never raises: when Redis is unreachable the settlement goes to the spool, replayed when it answers."""
-        res = ctx.reservation
-        if res is None:
-            return
-        if res.degraded:
-            self._charge_degraded(ctx)
+        """Swap the reservation for what the request really used, now, in a round trip of its own (see
+        ``settlement``). Never raises: when Redis is unreachable the settlement goes to the spool."""
+        settlement = self.settlement(ctx)
+        if settlement is None:
             return
         try:
-            if ctx.cache_hit:
-                tokens, cost = 0, 0
-            elif ctx.status >= 400 and not (ctx.prompt_tokens or ctx.completion_tokens):
-                tokens, cost = 0, 0
-            else:
-                tokens = ctx.prompt_tokens + ctx.completion_tokens
-                cost = res.cost_micros if ctx.cost_usd is None else to_micros(ctx.cost_usd, ROUND_CEILING)
-                if res.tracked_budget and cost > res.cost_micros:
-                    log.warning("proxy_id=%s key=%s: the provider reported more than was reserved (cost %d > %d "
-                                "micro-USD); the budget is charged the reserved amount", ctx.proxy_id, res.key_id,
-                                cost, res.cost_micros)
-                    ctx.budget_clamped = True
-                    cost = res.cost_micros
-            self.limiter.settle(res, actual_tokens=tokens, actual_cost_micros=cost)
-        except errors.StoreUnavailable:
-            if self.spool is None or not self.spool.add("settle", {"reservation": res.to_dict(), "tokens": tokens,
-                                                                   "cost_micros": cost}):
-                log.error("settling limits for %s failed and could not be spooled: the hold lapses unsettled",
-                          ctx.proxy_id)
+            with store_errors("settle", "The rate-limit store is unreachable; please retry shortly."):
+                result = settlement.call.script(keys=settlement.call.keys, args=settlement.call.args)
         except errors.GatewayError as exc:
-            log.error("settling limits for %s failed: %s", ctx.proxy_id, exc.message)
+            settlement.failed(exc)
+            return
+        settlement.done(result)
+
+    def settlement(self, ctx: RequestContext) -> Settlement | None:
+        """What settling ``ctx``'s reservation takes — a script call to run in the request's one round trip after
+        the call (with its log record), charging the budget at most what was reserved; a request that failed
+        before any provider answered, or a cache hit, is released. ``None`` when there is nothing to settle (a
+        request served without a hold is charged here directly). Never raises."""
+        res = ctx.reservation
+        if res is None:
+            return None
+        if res.degraded:
+            self._charge_degraded(ctx)
+            return None
+        if ctx.cache_hit or (ctx.status >= 400 and not (ctx.prompt_tokens or ctx.completion_tokens)):
+            tokens, cost = 0, 0
+        else:
+            tokens = ctx.prompt_tokens + ctx.completion_tokens
+            cost = res.cost_micros if ctx.cost_usd is None else to_micros(ctx.cost_usd, ROUND_CEILING)
+            if res.tracked_budget and cost > res.cost_micros:
+                log.warning("proxy_id=%s key=%s: the provider reported more than was reserved (cost %d > %d "
+                            "micro-USD); the budget is charged the reserved amount", ctx.proxy_id, res.key_id,
+                            cost, res.cost_micros)
+                ctx.budget_clamped = True
+                cost = res.cost_micros
+        call = self.limiter.settlement(res, tokens, cost)
+        if call is None:
+            return None
+        settlement = Settlement(call, {"reservation": res.to_dict(), "tokens": tokens, "cost_micros": cost},
+                                lambda result: self.limiter.settled(res, result),
+                                lambda exc: self.unsettled(settlement, exc))
+        return settlement
+
+    def unsettled(self, settlement: Settlement, exc: BaseException) -> None:
+        """A settlement that could not run: spooled (Redis unreachable) or logged. Never raises."""
+        if isinstance(exc, errors.StoreUnavailable):
+            if self.spool is not None and self.spool.add("settle", settlement.payload):
+                return
+        log.error("settling limits for %s failed (%s); the hold lapses unsettled",
+                  settlement.payload["reservation"]["request_id"], type(exc).__name__)
 
     def _charge_degraded(self, ctx: RequestContext) -> None:
         """A request served without a hold (fail-open) still spends its key's budget: charged now, or spooled

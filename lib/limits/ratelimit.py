@@ -49,7 +49,7 @@ from typing import Any, Callable
 from lib.accounting.money import usd_text
 from lib.errors import BudgetExceeded, RateLimited, ServiceUnavailable
 from lib.keys import KeyChanged
-from lib.store import store_errors
+from lib.store import ScriptCall, store_errors
 
 log = logging.getLogger("aiproxy.ratelimit")
 _UNREACHABLE = "The rate-limit store is unreachable; please retry shortly."
@@ -345,16 +345,30 @@ class Limiter:
         """
         self._finish(reservation, 0, 0, "release")
 
-    def _finish(self, res: Reservation, tokens: int, cost: int, what: str) -> None:
+    def settlement(self, res: Reservation, tokens: int, cost: int) -> ScriptCall | None:
+        """The settle script call for ``res`` (actual ``tokens``, ``cost`` micro-dollars), to run in a round trip
+        of the caller's (the request log's); ``None`` when there is nothing to settle. Pass its result to
+        ``settled``."""
         if res.degraded or not (res.tracked_window or res.tracked_budget):
-            return
+            return None
         args = [res.request_id, res.tokens, tokens, res.cost_micros, cost, int(res.tracked_window),
                 int(res.tracked_budget)]
+        return ScriptCall(self._settle, self.key_names(res.key_id, res.period_id), args)
+
+    @staticmethod
+    def settled(res: Reservation, result: Any, what: str = "settle") -> None:
+        """Look at a settle script's result (a hold that had lapsed is charged late, and said so)."""
+        if isinstance(result, (list, tuple)) and len(result) == 2 and int(result[1]) == 2:
+            log.warning("key %s request %s: %s after its budget hold had lapsed (hold_ttl too short?)",
+                        res.key_id, res.request_id, what)
+
+    def _finish(self, res: Reservation, tokens: int, cost: int, what: str) -> None:
+        call = self.settlement(res, tokens, cost)
+        if call is None:
+            return
         with store_errors(what, _UNREACHABLE):
-            _, budget_state = self._settle(keys=self.key_names(res.key_id, res.period_id), args=args)
-        if int(budget_state) == 2:
-            log.warning("key %s request %s: %s after its budget hold had lapsed (hold_ttl too short?); "
-                        "charged %d micro-USD", res.key_id, res.request_id, what, cost)
+            result = call.script(keys=call.keys, args=call.args)
+        self.settled(res, result, what)
 
     def charge(self, key_id: str, *, period: str, at_s: float, request_id: str, cost_micros: int,
                held_micros: int = 0) -> bool:

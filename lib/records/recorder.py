@@ -35,7 +35,7 @@ def record_of(ctx: RequestContext) -> RequestRecord:
         saved_cost_usd=_decimal(ctx.saved_cost_usd), client_disconnected=ctx.client_disconnected,
         request_body=ctx.request_body, response_body=ctx.response_body, error_message=ctx.error_message,
         request_id=ctx.request_id,
-        upstream_error=ctx.upstream_error, budget_clamped=ctx.budget_clamped,
+        upstream_error=ctx.upstream_error, budget_clamped=ctx.budget_clamped, deployment=ctx.deployment,
     )
 
 
@@ -50,17 +50,26 @@ class Recorder:
         self.spool = spool
         self._out = out
 
-    def __call__(self, ctx: RequestContext) -> None:
+    def __call__(self, ctx: RequestContext, settlement: Any = None) -> None:
+        """Record ``ctx``; ``settlement`` (``lib.limits.quota.Settlement``) runs first in the same round trip."""
         record = record_of(ctx)
         print(billing_line(record), file=self._out or sys.stdout, flush=True)
+        before = [settlement.call] if settlement is not None else None
         try:
-            self.usage.store(record)
-        except StoreUnavailable:
+            _, results = self.usage.store(record, before)
+        except StoreUnavailable as exc:
+            if settlement is not None:
+                settlement.failed(exc)
             if self.spool is None or not self.spool.add("record", record.to_dict()):
                 self.metrics.usage_errors.labels("record").inc()
-        except Exception:  # noqa: BLE001 - recording must never break the response
+        except Exception as exc:  # noqa: BLE001 - recording must never break the response
             log.exception("recording request %s failed", ctx.proxy_id)
             self.metrics.usage_errors.labels("record").inc()
+            if settlement is not None:
+                settlement.failed(exc)
+        else:
+            if settlement is not None:
+                settlement.done(results[0])
         self.metrics.observe_request(ctx)
 
     def replay(self, payload: dict[str, Any]) -> None:

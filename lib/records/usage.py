@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from lib.accounting.money import quantize_usd, to_micros
 from lib.records.histogram import BUCKET_FIELDS, bucket_index
 from lib.records.requestlog import CACHE_HITS, RequestRecord, truncate_body
-from lib.store import BatchScript, store_errors
+from lib.store import ScriptCall, run_scripts, store_errors
 
 if TYPE_CHECKING:
     import redis
@@ -137,7 +137,7 @@ class UsageStore:
         self._max_body = int(max_body_chars)
         self.clock = clock
         self._on_error = on_error
-        self._script = BatchScript(redis, _RECORD_LUA)
+        self._script = redis.register_script(_RECORD_LUA)
 
     # ---- key names -------------------------------------------------------------------------------------
     def log_key(self, key_id: str, proxy_id: str) -> str:
@@ -236,10 +236,11 @@ class UsageStore:
             args.extend((field, inc))
         return kid, pid, ([self.log_key(kid, pid), self.day_key(kid, day), self.list_key(kid)], args)
 
-    def _run(self, prepared: list[tuple[str, str, tuple[list[str], list[Any]]]]) -> list[bool]:
-        """Run the record script for each prepared record, then the index writes, in as few round trips as
-        the Redis mode allows (``lib.store.BatchScript``). Returns, per record, whether it was new. Raises
-        ``StoreUnavailable``."""
+    def _run(self, prepared: list[tuple[str, str, tuple[list[str], list[Any]]]],
+             before: list[ScriptCall] | None = None) -> tuple[list[bool], list[object]]:
+        """Run ``before`` (e.g. the request's settlement), then the record script for each prepared record, then
+        the index writes, in as few round trips as the Redis mode allows (``lib.store.run_scripts``). Returns,
+        per record, whether it was new, and the results of ``before``. Raises ``StoreUnavailable``."""
 
         def index(pipe: Any) -> None:
             for kid, pid, (_, args) in prepared:
@@ -248,12 +249,14 @@ class UsageStore:
             pipe.zremrangebyscore(self.all_key, "-inf", f"({prepared[0][2][1][6]}")
             pipe.sadd(self.keys_set, *sorted({kid for kid, _, _ in prepared}))
 
+        first = list(before or [])
+        calls = first + [ScriptCall(self._script, keys, args) for _, _, (keys, args) in prepared]
         with store_errors("usage record"):
-            counted, rest = self._script.run([call for _, _, call in prepared], index)
+            results, rest = run_scripts(self.redis, calls, index)
         for res in rest:
             if isinstance(res, Exception):  # only the lookup index: the accounting above stands
                 self._fail("record-index", res, "index write")
-        return [bool(c) for c in counted]
+        return [bool(c) for c in results[len(first):]], results[:len(first)]
 
     def _fail(self, operation: str, exc: BaseException, detail: str) -> None:
         log.error("usage store %s failed (%s): %s: %s", operation, detail, type(exc).__name__, exc)
@@ -263,10 +266,13 @@ class UsageStore:
             except Exception:  # a broken metric hook must not break the request either
                 log.exception("usage on_error hook failed")
 
-    def store(self, rec: RequestRecord) -> bool:
-        """Store ``rec`` and count it, atomically, once per ``proxy_id``: True when this call did, False for a
-        duplicate. Raises ``StoreUnavailable`` when Redis fails, ``ValueError`` for a malformed record."""
-        return self._run([self._prepare(rec)])[0]
+    def store(self, rec: RequestRecord, before: list[ScriptCall] | None = None) -> tuple[bool, list[object]]:
+        """Store ``rec`` and count it, atomically, once per ``proxy_id``. ``before``: scripts to run first in the
+        same round trip (the request's settlement). Returns whether this call stored it (False for a duplicate)
+        and the results of ``before``. Raises ``StoreUnavailable`` when Redis fails, ``ValueError`` for a
+        malformed record."""
+        counted, results = self._run([self._prepare(rec)], before)
+        return counted[0], results
 
     def record(self, rec: RequestRecord) -> bool:
         """Store ``rec`` and count it, atomically, once per ``proxy_id``.
@@ -276,7 +282,7 @@ class UsageStore:
         runs on the request path.
         """
         try:
-            return self._run([self._prepare(rec)])[0]
+            return self._run([self._prepare(rec)])[0][0]
         except Exception as exc:  # noqa: BLE001 - by contract nothing escapes into the request
             self._fail("record", exc, f"proxy_id={getattr(rec, 'proxy_id', None)!r}")
             return False
@@ -292,7 +298,7 @@ class UsageStore:
 
         def flush() -> int:
             try:
-                return sum(self._run(batch))
+                return sum(self._run(batch)[0])
             except Exception as exc:  # noqa: BLE001
                 self._fail("record_many", exc, f"batch of {len(batch)}")
                 return 0
