@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from lib.cache.guards import Features, analyze
 from lib.cache.guards.rules import RULES
-from lib.cache.structure import Shape, compare, shape
+from lib.cache.structure import Shape, asked, compare, shape
 
 STRICT = "strict"
 BALANCED = "balanced"
@@ -44,14 +44,17 @@ class Policy:
     """The knobs of one strictness level."""
 
     identical_min: float  # cosine floor for prompts with the same words and roles
-    max_refused_replacement: int  # words replaced in at most this many places: refused, whatever the cosine
+    synonym_min: float  # the floor when some words are explained only as synonyms ("gift" / "present")
+    refuse_replacement: bool  # words of one prompt replaced by others, not synonyms: refused, whatever the cosine
     max_refused_addition: int  # words only added (or only dropped) in at most this many places: refused
     paraphrase_slack: float  # a rewording needs cosine >= threshold - slack
 
 
 POLICIES = {
-    STRICT: Policy(identical_min=0.60, max_refused_replacement=99, max_refused_addition=1, paraphrase_slack=0.0),
-    BALANCED: Policy(identical_min=0.60, max_refused_replacement=1, max_refused_addition=0, paraphrase_slack=0.04),
+    STRICT: Policy(identical_min=0.60, synonym_min=0.75, refuse_replacement=True, max_refused_addition=99,
+                   paraphrase_slack=0.0),
+    BALANCED: Policy(identical_min=0.60, synonym_min=0.75, refuse_replacement=False, max_refused_addition=0,
+                     paraphrase_slack=0.04),
 }
 
 
@@ -100,6 +103,9 @@ def verify(new: Prepared, cached: Prepared, similarity: float, *, threshold: flo
     for reason, rule in RULES:
         if rule(a, b):
             return Verdict(False, reason)
+    qa, qb = asked(new.shape), asked(cached.shape)
+    if qa and qb and qa != qb:
+        return Verdict(False, "question differs", f"{_words(tuple(sorted(qa)))} / {_words(tuple(sorted(qb)))}")
     d = compare(new.shape, cached.shape)
     if d.polar:
         return Verdict(False, "polarity differs", _words(d.polar))
@@ -108,17 +114,20 @@ def verify(new: Prepared, cached: Prepared, similarity: float, *, threshold: flo
             return Verdict(False, "relation differs")
         if d.roles_swapped:
             return Verdict(False, "roles swapped")
-        if similarity < policy.identical_min:
-            return Verdict(False, "similarity", f"{similarity:.3f} < {policy.identical_min:.2f}")
+        floor = policy.synonym_min if d.synonyms else policy.identical_min
+        if similarity < floor:
+            return Verdict(False, "similarity", f"{similarity:.3f} < {floor:.2f}")
         return ALLOW
     detail = f"{_words(d.only_a)} / {_words(d.only_b)}"
     if d.pasted:
         return Verdict(False, "instruction differs", detail)
-    if not d.only_a or not d.only_b:
-        if d.edit <= policy.max_refused_addition:
-            return Verdict(False, "words added", detail)
-    elif d.edit <= policy.max_refused_replacement:
-        return Verdict(False, "words differ", detail)
+    if d.coordinated:
+        return Verdict(False, "words added", detail)
+    if d.only_a and d.only_b:
+        if policy.refuse_replacement or d.edit <= 1:
+            return Verdict(False, "words differ", detail)
+    elif d.edit <= policy.max_refused_addition:
+        return Verdict(False, "words added", detail)
     bar = threshold - policy.paraphrase_slack
     if similarity < bar:
         return Verdict(False, "similarity", f"{similarity:.3f} < {bar:.2f} for a rewording")

@@ -30,7 +30,7 @@ typos are simply not forgiven).
 
 from lib.cache.structure.align import Difference, compare
 from lib.cache.structure.roles import instruction, pasted, roles_swapped
-from lib.cache.structure.words import CONTENT, LIGHT, NEUTRAL, POLAR, Shape, lexicon, root, shape
+from lib.cache.structure.words import CONTENT, LIGHT, NEUTRAL, POLAR, Shape, asked, lexicon, root, shape
 
-__all__ = ["CONTENT", "LIGHT", "NEUTRAL", "POLAR", "Difference", "Shape", "compare", "instruction", "lexicon",
+__all__ = ["CONTENT", "LIGHT", "NEUTRAL", "POLAR", "Difference", "Shape", "asked", "compare", "instruction", "lexicon",
            "pasted", "roles_swapped", "root", "shape"]

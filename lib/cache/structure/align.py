@@ -21,6 +21,8 @@ class Difference:
     pasted: bool  # most of both prompts is the same pasted text: only the instructions around it differ
     regions_a: int = 0  # runs of adjacent unexplained words in the first prompt ("bullet points" is one)
     regions_b: int = 0
+    synonyms: bool = False  # some words are explained only as synonyms of the other prompt's
+    coordinated: bool = False  # an unexplained word is added to a list ("in French and German")
 
     @property
     def unexplained(self) -> int:
@@ -48,7 +50,11 @@ def compare(a: Shape, b: Shape) -> Difference:
     cont_a = [i for i in left_a if a.kinds[i] == CONTENT]
     cont_b = [i for i in left_b if b.kinds[i] == CONTENT]
     rename: dict[str, str] = {}  # norm in b -> the norm in a it is a typo of
+    before = len(cont_a) + len(cont_b)
     cont_a, cont_b = _forgive_typos(a, b, cont_a, cont_b, rename)
+    typos = len(rename)
+    cont_a, cont_b = _forgive_synonyms(a, b, cont_a, cont_b, rename)
+    synonyms = len(cont_a) + len(cont_b) < before and len(rename) > typos
     only_a = tuple(a.words[i] for i in cont_a)
     only_b = tuple(b.words[i] for i in cont_b)
     swapped = False
@@ -56,15 +62,30 @@ def compare(a: Shape, b: Shape) -> Difference:
         rename.update(_class_pairs(neut_b, neut_a, lex.neutral))
         rename.update(_class_pairs(pol_b, pol_a, lex.polar))
         swapped = roles_swapped(a, b, rename)
-    return Difference(only_a, only_b, polar, clash, swapped, pasted(a, b), _regions(a, cont_a), _regions(b, cont_b))
+    coordinated = _coordinated(a, cont_a) or _coordinated(b, cont_b)
+    return Difference(only_a, only_b, polar, clash, swapped, pasted(a, b), _regions(a, cont_a), _regions(b, cont_b),
+                      synonyms, coordinated)
+
+
+def _coordinated(x: Shape, positions: list[int]) -> bool:
+    """An unexplained word follows "and" / "or" (light words between): an item added to a list."""
+    for i in positions:
+        j = i - 1
+        while j >= 0 and x.kinds[j] == LIGHT:
+            j -= 1
+        if j >= 0 and x.words[j] in ("and", "or", "plus"):
+            return True
+    return False
 
 
 def _regions(x: Shape, positions: list[int]) -> int:
-    """How many runs the unexplained words at ``positions`` form (no content word, polar word or break
-    between two words of a run: "three bullet points", "chapter-by-chapter" are one run)."""
+    """How many places the unexplained words at ``positions`` occupy: runs of them, where a run goes on over
+    light words, prepositions and at most one other word ("three bullet points", "entry-level marketing
+    job"), and ends at a polar word or a break."""
     runs, last = 0, None
     for i in sorted(positions):
-        if last is None or any(k not in (LIGHT, NEUTRAL) for k in x.kinds[last + 1:i]):
+        between = x.kinds[last + 1:i] if last is not None else ()
+        if last is None or any(k in (POLAR, -1) for k in between) or sum(k == CONTENT for k in between) > 1:
             runs += 1
         last = i
     return runs
@@ -131,7 +152,20 @@ def _forgive_typos(a: Shape, b: Shape, cont_a: list[int], cont_b: list[int],
                 cont_b.remove(j)
                 rename[b.norms[j]] = a.norms[i]
                 break
-    for i in list(cont_a):  # synonyms ("quick" / "fast"), a quoted word and the same word unquoted
+    light = lexicon().light_long
+    for x, xs in ((a, cont_a), (b, cont_b)):  # "breif", "thnaks": a typo of a light word is light
+        for i in list(xs):
+            w = x.words[i]
+            if vocab and len(w) >= 4 and w not in vocab and any(one_edit(w, v) for v in light if abs(len(v) - len(w)) <= 1):
+                xs.remove(i)
+    return cont_a, cont_b
+
+
+def _forgive_synonyms(a: Shape, b: Shape, cont_a: list[int], cont_b: list[int],
+                      rename: dict[str, str]) -> tuple[list[int], list[int]]:
+    """Drop leftovers that are synonyms of a leftover of the other prompt ("gift" / "present"), or of one of
+    its light words ("fast" / "quick"), and quoted words the other prompt has unquoted."""
+    for i in list(cont_a):
         wa = a.words[i]
         for j in cont_b:
             wb = b.words[j]
@@ -140,12 +174,12 @@ def _forgive_typos(a: Shape, b: Shape, cont_a: list[int], cont_b: list[int],
                 cont_b.remove(j)
                 rename[b.norms[j]] = a.norms[i]
                 break
-    light = lexicon().light_long
-    for x, xs in ((a, cont_a), (b, cont_b)):  # "breif", "thnaks": a typo of a light word is light
+    for x, y, xs in ((a, b, cont_a), (b, a, cont_b)):
+        light_y = [w for w, k in zip(y.words, y.kinds) if k == LIGHT]
         for i in list(xs):
-            w = x.words[i]
-            if vocab and len(w) >= 4 and w not in vocab and any(one_edit(w, v) for v in light if abs(len(v) - len(w)) <= 1):
+            if any(same_meaning(x.words[i], w) for w in light_y):
                 xs.remove(i)
+                rename.setdefault("~" + x.words[i], "")
     return cont_a, cont_b
 
 

@@ -10,7 +10,8 @@ from lib.cache.structure.words import CONTENT, LIGHT, Shape, lexicon
 
 # grammatical case of the pronouns whose subject and object forms differ: "we owe them" / "they owe us"
 _SUBJECT = {"we": "1p", "they": "3p", "he": "3m", "she": "3f"}
-_OBJECT = {"us": "1p", "them": "3p", "him": "3m", "her": "3f"}
+_OBJECT = {"us": "1p", "them": "3p", "him": "3m", "her": "3f",  # and possessive: "our landlord wants" / "we want"
+           "our": "1p", "their": "3p", "his": "3m"}
 
 # Pasted text is a run of at least _RUN equal words (break marks not counted) that covers at least
 # _SHARE of each prompt: a short shared prefix ("write a SQL statement that copies all rows from") is wording.
@@ -75,13 +76,14 @@ def _roles(x: Shape, positions: list[int], rename: dict[str, str]) -> dict[str, 
 
 
 def _pronoun_case_swapped(a: Shape, ia: list[int], b: Shape, ib: list[int]) -> bool:
-    """One instruction has a person as subject only ("we"), the other as object only ("us")."""
+    """A person is the subject of one instruction ("we owe them") and only an object or owner in the other
+    ("they owe us", "our landlord wants ...")."""
     def cases(x: Shape, positions: list[int]) -> tuple[set[str], set[str]]:
         words = [x.words[i] for i in positions]
         return {_SUBJECT[w] for w in words if w in _SUBJECT}, {_OBJECT[w] for w in words if w in _OBJECT}
 
     (sa, oa), (sb, ob) = cases(a, ia), cases(b, ib)
-    return bool(((sa - sb) & (ob - oa)) or ((sb - sa) & (oa - ob)))
+    return bool(((sa - sb) & ob) or ((sb - sa) & oa))
 
 
 def roles_swapped(a: Shape, b: Shape, rename: dict[str, str] | None = None) -> bool:

@@ -8,7 +8,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from lib.cache.guards.lexicon import CARDINALS, ORDINALS, SYNONYM_INDEX, read_sections
+from lib.cache.guards.lexicon import (CARDINALS, ONE_PRONOUN_AFTER, ONE_PRONOUN_BEFORE, ORDINALS, SYNONYM_INDEX,
+                                      read_sections)
 from lib.cache.guards.morph import normalize, stem
 from lib.cache.structure.synonyms import irregular_base, phrase_at
 
@@ -24,6 +25,7 @@ _BREAKS = frozenset(".,;:!?()[]\n") | {"->", "→"}
 @dataclass(frozen=True)
 class _Lexicon:
     light: frozenset[str]  # words and their stems
+    light_stems: frozenset[str]  # stems of light words of 5 letters or more ("thanks" -> "thank"; not "them")
     relative: frozenset[str]  # light unless they open a clause
     light_long: tuple[str, ...]  # light words of 4 letters or more (their typos are light too)
     polar: dict[str, frozenset[int]]  # word -> the classes it belongs to
@@ -31,6 +33,8 @@ class _Lexicon:
     markers: frozenset[str]
     vocab: frozenset[str]
     numbers: dict[str, str]  # "three" -> "3"
+    light_phrases: dict[str, list[tuple[str, ...]]]  # first word -> light phrases starting with it
+    function_long: tuple[str, ...]  # function words of 3 letters or more (their typos are those words)
 
     def is_function(self, word: str) -> bool:
         """A light word, a preposition or particle, or a polar word (not content)."""
@@ -51,12 +55,19 @@ def lexicon() -> _Lexicon:
         return {w: frozenset(c) for w, c in out.items()}
 
     light = words("light")
+    phrases: dict[str, list[tuple[str, ...]]] = {}
+    for line in sections["light_phrases"]:
+        phrase = tuple(line.split())
+        phrases.setdefault(phrase[0], []).append(phrase)
+    function = light | words("neutral") | words("polar") | words("markers")
     numbers = {w: str(v) for w, v in CARDINALS.items()} | {w: str(v) for w, v in ORDINALS.items()}
-    return _Lexicon(light=light | frozenset(stem(w) for w in light if len(w) > 3), relative=words("relative"),
+    return _Lexicon(light=light | frozenset(stem(w) for w in light if len(w) > 3),
+                    light_stems=frozenset(stem(w) for w in light if len(w) >= 5), relative=words("relative"),
                     light_long=tuple(sorted(w for w in light if len(w) >= 4 and "'" not in w)),
                     polar=classes("polar"),
                     neutral=classes("neutral"), markers=words("markers"), vocab=_tokenizer_vocab(),
-                    numbers=numbers)
+                    numbers=numbers, light_phrases=phrases,
+                    function_long=tuple(sorted(w for w in function if len(w) >= 3 and w.isalpha())))
 
 
 def _tokenizer_vocab() -> frozenset[str]:
@@ -87,6 +98,7 @@ def shape(text: str) -> Shape:
     text = _LETTER_A.sub("a0", _THOUSANDS.sub(r"\1\2", normalize(text)))
     text = _QUOTED.sub(lambda m: " q:" + "_".join(re.findall(r"[a-z0-9]+", m.group(2).lower())) + " ", text)
     tokens = _WORD.findall(text.lower())
+    light_at = _light_phrases(tokens, lex.light_phrases)
     i = 0
     while i < len(tokens):
         w = tokens[i]
@@ -104,10 +116,16 @@ def shape(text: str) -> Shape:
             continue
         if w.endswith("'s") and len(w) > 2:
             w = w[:-2]
+        prev, nxt = (tokens[i - 2] if i >= 2 else ""), (tokens[i] if i < len(tokens) else "")
+        if w == "one" and (prev in ONE_PRONOUN_BEFORE or nxt in ONE_PRONOUN_AFTER):
+            w = "one."  # "which one", "one of": a pronoun, not the number
         w = lex.numbers.get(w, w)
-        if w in lex.relative:
+        w = _function_typo(w)
+        if w == "one." or (i - 1) in light_at or (w in ("below", "above") and (not nxt or nxt in _BREAKS)):
+            kind = LIGHT  # politeness ("thanks in advance"), "the email below:"
+        elif w in lex.relative:
             kind = CONTENT if opens else LIGHT
-        elif w in lex.light or (len(w) > 4 and stem(w) in lex.light):
+        elif w in lex.light or (len(w) > 4 and stem(w) in lex.light_stems):
             kind = LIGHT
         elif w in lex.polar or w.endswith("n't"):
             kind = POLAR
@@ -120,6 +138,50 @@ def shape(text: str) -> Shape:
         norms.append(norm_word(w) if kind == CONTENT else w)
         opens = opens and kind == LIGHT
     return Shape(tuple(words), tuple(kinds), tuple(norms))
+
+
+_ASKING = {"who": "who", "whom": "who", "whose": "whose", "when": "when", "where": "where", "why": "why"}
+_HOW = frozenset("long much many often far old soon big large tall wide deep".split())
+
+
+def asked(x: Shape) -> frozenset[str]:
+    """The specific question words that open a clause of ``x`` ("who", "when", "how long", "how many"):
+    two prompts asking with different ones ask different things, whatever else they share."""
+    out = set()
+    opens = True
+    for i, (w, k) in enumerate(zip(x.words, x.kinds)):
+        if k == -1:
+            opens = True
+            continue
+        if opens and w in _ASKING:
+            out.add(_ASKING[w])
+        elif opens and w == "how" and i + 1 < len(x.words) and x.words[i + 1] in _HOW:
+            out.add("how " + x.words[i + 1])
+        opens = (opens and k == LIGHT and w not in ("how", "what", "which")) or w in ("and", "or")
+    return frozenset(out)
+
+
+def _light_phrases(tokens: list[str], phrases: dict[str, list[tuple[str, ...]]]) -> set[int]:
+    """Positions of the words of light phrases ("thanks in advance", "if you could", "good morning")."""
+    out: set[int] = set()
+    for i, w in enumerate(tokens):
+        for phrase in phrases.get(w, ()):
+            if tuple(tokens[i:i + len(phrase)]) == phrase:
+                out.update(range(i, i + len(phrase)))
+    return out
+
+
+@functools.lru_cache(maxsize=8192)
+def _function_typo(word: str) -> str:
+    """The function word that ``word`` misspells ("teh" -> "the", "abuot" -> "about"), else ``word``: only a
+    word the model's vocabulary does not know, one edit from a function word (an adjacent swap when short)."""
+    lex = lexicon()
+    if not lex.vocab or word in lex.vocab or not word.isalpha() or len(word) < 3 or len(word) > 8:
+        return word
+    for f in lex.function_long:
+        if abs(len(f) - len(word)) <= 1 and one_edit(word, f) and (len(word) >= 4 or sorted(word) == sorted(f)):
+            return f
+    return word
 
 
 def norm_word(word: str) -> str:
