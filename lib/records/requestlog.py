@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+
+import orjson
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -73,6 +75,7 @@ class RequestRecord:
     request_id: str | None = None
     upstream_error: str | None = None
     budget_clamped: bool = False
+    deployment: str | None = None  # the load-balanced deployment that answered (``instance/model``)
 
     @property
     def total_tokens(self) -> int:
@@ -90,7 +93,7 @@ class RequestRecord:
 
     def to_json(self) -> str:
         """Compact JSON of ``to_dict()``."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        return orjson.dumps(self.to_dict()).decode()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestRecord:
@@ -148,7 +151,7 @@ def billing_line(record: RequestRecord) -> str:
         "unpriced": bool(record.unpriced),
         "cache": record.cache,
     }
-    return json.dumps(facts, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(facts).decode()
 
 
 _FIELDS = dataclasses.fields(RequestRecord)

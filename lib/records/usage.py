@@ -33,7 +33,6 @@ import logging
 import math
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -95,7 +94,7 @@ def canonical_proxy_id(proxy_id: Any) -> str | None:
     """The canonical lower-case form of a hyphenated UUID string (any case), else ``None``."""
     if not isinstance(proxy_id, str) or not _UUID_RE.match(proxy_id):
         return None
-    return str(uuid.UUID(proxy_id))
+    return proxy_id.lower()  # the pattern admits only the hyphenated form, so lower case is canonical
 
 
 def utc_day(ts: float) -> date:
@@ -176,7 +175,7 @@ class UsageStore:
             amount = quantize_usd(amount)
             return amount if amount is None or amount >= 0 else quantize_usd(Decimal(0))
 
-        return dataclasses.replace(
+        return dataclasses.replace(  # copies the record once (about as cheap as building it anew)
             rec,
             status=int(rec.status),
             prompt_tokens=max(0, int(rec.prompt_tokens or 0)),
