@@ -25,6 +25,7 @@ class RequestContext:
     requested_model: str | None = None
     model: str | None = None
     provider: str | None = None
+    deployment: str | None = None  # ``instance/model`` of the load-balanced deployment that answered
     stream: bool = False
     status: int = 200
     error_code: str | None = None

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 from lib import errors
 from lib.accounting import Accounting
+from lib.balancer import attempts, cools
 from lib.cache.service import Hit, Lookup, assemble, replay_completion, replay_stream
 from lib.context import RequestContext
 from lib.keys import KeyChanged
@@ -35,6 +36,15 @@ class Target:
     model: str
     route: Route
     substituted: bool = False  # the sandbox stands in for an unconfigured provider
+    deployment: str | None = None  # ``instance/model`` when the route load-balances over deployments
+
+    @property
+    def scope(self) -> tuple[str, str]:
+        """``(provider, model)`` the cache keys this attempt's answers by: one pool per load-balanced route,
+        whichever deployment answered (named by its first deployment)."""
+        if self.deployment is not None:
+            return self.route.provider, self.route.model
+        return self.provider.name, self.model
 
 
 class Gateway:
@@ -54,6 +64,7 @@ class Gateway:
         keys: Any = None,
         clock: Callable[[], float] = time.monotonic,
         on_upstream_error: Callable[[str, str], None] | None = None,
+        balancer: Any = None,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -66,6 +77,7 @@ class Gateway:
         self.keys = keys
         self._clock = clock
         self._on_upstream_error = on_upstream_error
+        self.balancer = balancer
 
     # -- before the call ---------------------------------------------------------------------------
     def targets(self, ctx: RequestContext, model: str) -> list[Target]:
@@ -78,17 +90,23 @@ class Gateway:
         if ctx.key is not None and not ctx.key.allows_model(model):
             raise errors.ModelNotAllowed(f"This key is not allowed to use the model '{model}'.", param="model")
         out: list[Target] = []
+        cooling: list[Target] = []  # deployments cooling down: tried last, should nothing else answer
+        missing: Route | None = None
         for route in routes:
-            provider = self.providers.get(route.provider)
-            if provider is not None and provider.configured():
-                out.append(Target(provider, route.model, route))
-            elif self.settings.sandbox_fallback and "sandbox" in self.providers:
-                if not any(t.substituted for t in out):
-                    out.append(Target(self.providers["sandbox"], "sandbox", route, substituted=True))
-            elif not out and route is routes[-1]:
-                raise errors.UpstreamUnavailable(
-                    f"No credentials are configured for provider '{route.provider}' (model '{route.name}').",
-                    provider=route.provider)
+            for name, upstream, deployment, cooled in attempts(route, self.balancer):
+                provider = self.providers.get(name)
+                if provider is not None and provider.configured():
+                    (cooling if cooled else out).append(Target(provider, upstream, route, deployment=deployment))
+                elif self.settings.sandbox_fallback and "sandbox" in self.providers:
+                    if not any(t.substituted for t in out):
+                        out.append(Target(self.providers["sandbox"], "sandbox", route, substituted=True))
+                else:
+                    missing = Route(route.name, name, upstream)
+        out.extend(cooling)
+        if not out and missing is not None:
+            raise errors.UpstreamUnavailable(
+                f"No credentials are configured for provider '{missing.provider}' (model '{missing.name}').",
+                provider=missing.provider)
         if not out:
             raise errors.UpstreamUnavailable(f"No configured provider can serve '{model}'.")
         return out
@@ -186,7 +204,8 @@ class Gateway:
         if self.cache is None or not self.cache.eligible(body, ctx) or not (ctx.cache_lookup or ctx.cache_store):
             ctx.cache = ctx.headers["x-aiproxy-cache"] = "bypass"
             return None, None
-        hit, lookup = self.cache.lookup(ctx, body, provider=target.provider.name, model=target.model)
+        provider, model = target.scope
+        hit, lookup = self.cache.lookup(ctx, body, provider=provider, model=model)
         if lookup.entry_key is None:
             ctx.cache = ctx.headers["x-aiproxy-cache"] = "bypass"
             return None, None
@@ -350,6 +369,8 @@ class Gateway:
                     target.model, exc.status, exc.code)
         if self._on_upstream_error is not None:
             self._on_upstream_error(target.provider.name, exc.code)
+        if target.deployment is not None and self.balancer is not None and cools(exc):
+            self.balancer.cool(target.deployment, exc.retry_after, f"{exc.status} {exc.code}")
         if not exc.retryable:
             raise exc
         return exc
@@ -363,6 +384,9 @@ class Gateway:
 
     def _answered_by(self, ctx: RequestContext, target: Target, reported_model: str | None) -> None:
         ctx.provider = target.provider.name
+        ctx.deployment = None if target.substituted else target.deployment
+        if ctx.deployment is not None:
+            ctx.headers["x-aiproxy-deployment"] = ctx.deployment
         ctx.model = target.model if target.substituted else (reported_model or target.model)
         ctx.headers["x-aiproxy-provider"] = target.provider.name
         if target.substituted:

@@ -7,7 +7,8 @@ created once per app by ``Metrics(...)``.
 
 Label values are bounded: a ``model`` label is passed through ``model_label`` (the gateway maps names it
 does not know — anything a client can make up and a prefix route accepts — to ``other``), so a client cannot
-grow the time series without bound.
+grow the time series without bound. A ``deployment`` label (``instance/model`` of a load-balanced route) only
+ever holds names the models file declares.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ class Metrics:
                                     ["operation"], **kw)
         self.upstream_errors = Counter("aiproxy_upstream_errors_total", "Failed upstream attempts",
                                        ["provider", "code"], **kw)
+        self.deployment_requests = Counter("aiproxy_deployment_requests_total",
+                                           "Requests answered by each load-balanced deployment, by status",
+                                           ["deployment", "status"], **kw)
+        self.deployment_cooldowns = Counter("aiproxy_deployment_cooldowns_total",
+                                            "Deployments cooled down after a failure, by reason",
+                                            ["deployment", "reason"], **kw)
 
     def observe_request(self, ctx: Any) -> None:
         """Count one finished request from its ``RequestContext``."""
@@ -56,6 +63,8 @@ class Metrics:
         self.latency.labels(ctx.endpoint, provider).observe(ctx.elapsed_ms() / 1000.0)
         if ctx.ttfb_ms is not None:
             self.ttfb.labels(provider).observe(ctx.ttfb_ms / 1000.0)
+        if getattr(ctx, "deployment", None):
+            self.deployment_requests.labels(ctx.deployment, str(ctx.status)).inc()
         model = self._model_label(ctx.model) if ctx.model else "-"
         if ctx.prompt_tokens:
             self.tokens.labels("input", model).inc(ctx.prompt_tokens)
@@ -71,6 +80,10 @@ class Metrics:
     def upstream_failed(self, provider: str, code: str) -> None:
         """Count one failed upstream attempt (fallbacks and key rotation included)."""
         self.upstream_errors.labels(provider, code).inc()
+
+    def deployment_cooled(self, deployment: str, reason: str) -> None:
+        """Count one cool-down (the balancer's ``on_cooled`` hook); ``reason`` is ``<status> <code>``."""
+        self.deployment_cooldowns.labels(deployment, reason).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -1,9 +1,14 @@
-"""Model routing: which provider serves a model name, under which upstream name, with which fallbacks.
+"""Model routing: which provider instance serves a model name, under which upstream name, with which fallbacks.
 
 The table comes from ``lib/data/models.yaml`` merged with the deployment's ``MODELS_FILE`` (YAML or
 JSON). Names not in the table are routed by family prefix: each provider type declares its own
 (``ProviderType.prefixes``: ``claude-`` → anthropic, ...), and the models file may add more. A name that
 matches nothing is ``404 model_not_found``.
+
+An entry names one ``provider`` (an instance: ``openai``, or one the file's ``providers:`` section declares),
+or weighted ``deployments`` — several (instance, upstream model) pairs one name spreads over
+(``lib.balancer`` orders them per request). Both may have ``fallbacks``. A name defined twice in the file
+(a model or a provider instance) is an error, not a silent override.
 """
 
 from __future__ import annotations
@@ -21,8 +26,23 @@ BUILTIN_MODELS = DATA_DIR / "models.yaml"
 
 
 @dataclass(frozen=True)
+class Deployment:
+    """One (instance, upstream model) pair a load-balanced name spreads over, with its relative ``weight``."""
+
+    provider: str
+    model: str
+    weight: float = 1.0
+
+    @property
+    def name(self) -> str:
+        """``instance/model``: how logs, metrics and cool-downs name the deployment (bounded by the file)."""
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True)
 class Route:
-    """One servable name: ``name`` (what the client sends) → ``provider`` + upstream ``model``."""
+    """One servable name: ``name`` (what the client sends) → ``provider`` + upstream ``model``; for a
+    load-balanced name, ``deployments`` (``provider``/``model`` are then the first one's)."""
 
     name: str
     provider: str
@@ -30,6 +50,7 @@ class Route:
     fallbacks: tuple[str, ...] = ()
     type: str = "chat"
     listed: bool = True
+    deployments: tuple[Deployment, ...] = ()
 
 
 class Router:
@@ -68,19 +89,7 @@ class Router:
         for name, spec in models.items():
             if spec is None:
                 continue
-            if not isinstance(spec, dict) or "provider" not in spec:
-                raise ValueError(f"models file: entry '{name}' needs a 'provider'")
-            provider = str(spec["provider"])
-            if provider not in providers:
-                raise ValueError(f"models file: entry '{name}' names unknown provider '{provider}'")
-            fallbacks = spec.get("fallbacks") or []
-            if isinstance(fallbacks, str):
-                fallbacks = [fallbacks]
-            routes[str(name)] = Route(
-                name=str(name), provider=provider, model=str(spec.get("model") or name),
-                fallbacks=tuple(str(f) for f in fallbacks), type=str(spec.get("type", "chat")),
-                listed=bool(spec.get("listed", True)),
-            )
+            routes[str(name)] = _route(str(name), spec, providers)
         for prefix, provider in prefixes.items():
             if provider not in providers:
                 raise ValueError(f"models file: prefix '{prefix}' names unknown provider '{provider}'")
@@ -111,20 +120,105 @@ class Router:
                 seen.add(fb)
         return out
 
+    def deployments(self) -> list[Deployment]:
+        """Every deployment of every load-balanced route, once each, in table order."""
+        seen: dict[str, Deployment] = {}
+        for route in self._routes.values():
+            for d in route.deployments:
+                seen.setdefault(d.name, d)
+        return list(seen.values())
+
     def listed(self, type_: str | None = None) -> list[Route]:
         """Every route in the table that is listed (for ``GET /v1/models``), sorted by name."""
         return sorted((r for r in self._routes.values() if r.listed and (type_ is None or r.type == type_)),
                       key=lambda r: r.name)
 
 
-def deployment_routes(path: str) -> dict[str, str]:
-    """Model name → provider of every entry (and fallback target) in a deployment's models file itself, not
-    the built-in table. Raises ``ValueError`` on a bad file."""
-    routes: dict[str, str] = {}
-    for name, spec in (_read(Path(path)).get("models") or {}).items():
-        if isinstance(spec, dict) and spec.get("provider"):
-            routes[str(name)] = str(spec["provider"])
+def _route(name: str, spec: Any, providers: Mapping[str, Any]) -> Route:
+    """The ``Route`` of one models-file entry. Raises ``ValueError`` naming the entry."""
+    if not isinstance(spec, dict) or ("provider" in spec) == ("deployments" in spec):
+        raise ValueError(f"models file: entry '{name}' needs a 'provider' or a list of 'deployments' (one of them)")
+    fallbacks = spec.get("fallbacks") or []
+    if isinstance(fallbacks, str):
+        fallbacks = [fallbacks]
+    deployments: tuple[Deployment, ...] = ()
+    if "deployments" in spec:
+        deployments = _deployments(name, spec, providers)
+        provider, model = deployments[0].provider, deployments[0].model
+    else:
+        provider, model = str(spec["provider"]), str(spec.get("model") or name)
+        if provider not in providers:
+            raise ValueError(f"models file: entry '{name}' names unknown provider '{provider}'")
+    return Route(name=name, provider=provider, model=model, fallbacks=tuple(str(f) for f in fallbacks),
+                 type=str(spec.get("type", "chat")), listed=bool(spec.get("listed", True)), deployments=deployments)
+
+
+def _deployments(name: str, spec: dict[str, Any], providers: Mapping[str, Any]) -> tuple[Deployment, ...]:
+    items = spec["deployments"]
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"models file: entry '{name}': 'deployments' must be a non-empty list")
+    out: list[Deployment] = []
+    for i, item in enumerate(items, 1):
+        where = f"models file: entry '{name}' deployment {i}"
+        if not isinstance(item, dict) or not item.get("provider"):
+            raise ValueError(f"{where} needs a 'provider'")
+        unknown = sorted(set(item) - {"provider", "model", "weight"})
+        if unknown:
+            raise ValueError(f"{where}: unknown field {', '.join(repr(u) for u in unknown)} (it takes provider, model, weight)")
+        provider = str(item["provider"])
+        if provider not in providers:
+            raise ValueError(f"{where} names unknown provider '{provider}'")
+        weight = item.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= 1_000_000:
+            raise ValueError(f"{where}: 'weight' must be a number above 0")
+        deployment = Deployment(provider, str(item.get("model") or spec.get("model") or name), float(weight))
+        if any(d.name == deployment.name for d in out):
+            raise ValueError(f"{where} repeats '{deployment.name}'")
+        out.append(deployment)
+    return tuple(out)
+
+
+def deployment_routes(path: str) -> dict[str, tuple[str, ...]]:
+    """Model name → the provider instances of every entry in a deployment's models file itself (one, or one per
+    deployment), not the built-in table. Raises ``ValueError`` on a bad file."""
+    routes: dict[str, tuple[str, ...]] = {}
+    for name, spec in (read_models_file(path).get("models") or {}).items():
+        if not isinstance(spec, dict):
+            continue
+        if spec.get("provider"):
+            routes[str(name)] = (str(spec["provider"]),)
+        elif isinstance(spec.get("deployments"), list):
+            routes[str(name)] = tuple(dict.fromkeys(str(d["provider"]) for d in spec["deployments"]
+                                                    if isinstance(d, dict) and d.get("provider")))
     return routes
+
+
+def read_models_file(path: str | Path) -> dict[str, Any]:
+    """The models file's mapping (YAML, or JSON for ``.json``). Raises ``ValueError`` when it cannot be read,
+    does not parse, is not a mapping, or defines one name twice at any level."""
+    return _read(Path(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping key given twice (the plain loader keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"'{key}' is defined twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"'{key}' is defined twice")
+        out[key] = value
+    return out
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -132,10 +226,11 @@ def _read(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"cannot read models file {path}: {exc.strerror}") from exc
+    is_json = path.suffix.lower() == ".json"
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"models file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from exc
+        data = json.loads(text, object_pairs_hook=_unique_pairs) if is_json else yaml.load(text, Loader=_UniqueKeyLoader)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"models file {path} is not valid {'JSON' if is_json else 'YAML'}: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"models file {path} must contain a mapping with a 'models' key")
     return data

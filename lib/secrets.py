@@ -8,7 +8,10 @@ is the environment variable's name in lower case::
 
 A variable already present in the environment wins and is not fetched (a local override; an empty value
 is an explicit "not used"). ``AIPROXY_SECRET_NAMES`` (comma-separated, lower or upper case) narrows the
-set a deployment keeps in Secrets Manager; by default all of ``SECRET_ENV_NAMES``.
+set a deployment keeps in Secrets Manager; by default all of ``SECRET_ENV_NAMES``. The variables the models
+file's ``providers:`` section names for its instances' secrets (``api_key_env``, ``azure_ad_token_env`` …) are
+always wanted too, under the same naming (``VLLM_API_KEY`` → ``<env>/<dns>/vllm_api_key``): the file itself
+says the deployment uses them. The task role must be allowed to read them.
 
 What is required (checked by ``lib.settings`` once everything is loaded): the master key and ``REDIS_URL``
 everywhere a deployment reads Secrets Manager (ECS injects ``REDIS_URL``; it is read from here only when the
@@ -60,12 +63,29 @@ def secret_id(environment_type: str, dns_record: str, env_name: str) -> str:
     return f"{environment_type}/{dns_record}/{env_name.lower()}"
 
 
+def models_file_names(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The secret variables ``MODELS_FILE``'s ``providers:`` section names (none without a file; a file that
+    does not parse names none here: settings reports it)."""
+    path = (environ.get("MODELS_FILE") or "").strip()
+    if not path:
+        return ()
+    from lib.providers.instances import key_env_names
+    from lib.router import read_models_file
+
+    try:
+        return key_env_names(read_models_file(path).get("providers"))
+    except ValueError:
+        return ()
+
+
 def wanted_names(environ: Mapping[str, str]) -> tuple[str, ...]:
-    """Return the env-var names to load: ``AIPROXY_SECRET_NAMES`` when set, else ``SECRET_ENV_NAMES``.
+    """Return the env-var names to load: ``AIPROXY_SECRET_NAMES`` when set, else ``SECRET_ENV_NAMES``; and
+    the names ``MODELS_FILE``'s provider instances give (``models_file_names``).
 
     Raises ``SecretsError`` when ``AIPROXY_SECRET_NAMES`` lists a name that is not a known secret.
     """
-    known_names = secret_env_names()
+    from_file = models_file_names(environ)
+    known_names = tuple(dict.fromkeys(secret_env_names() + from_file))
     raw = environ.get("AIPROXY_SECRET_NAMES", "").strip()
     if not raw:
         return known_names
@@ -74,7 +94,7 @@ def wanted_names(environ: Mapping[str, str]) -> tuple[str, ...]:
     if unknown:
         known = ", ".join(name.lower() for name in known_names)
         raise SecretsError(f"AIPROXY_SECRET_NAMES lists unknown secret(s) {', '.join(unknown)}; known: {known}")
-    return names
+    return tuple(dict.fromkeys(names + from_file))
 
 
 def make_client(environ: Mapping[str, str]) -> Any:

@@ -1,7 +1,11 @@
 """Sandbox "vendor" APIs for demos and client testing: four fake LLM vendors, each with its own wire shape.
 
 No network, no model: the reply is generated text that depends only on the vendor and the request, so the
-same request always gets the same answer (ids included). Each vendor speaks its own dialect:
+same request always gets the same answer (ids included) — unless ``VENDOR_A_MODEL_PATH`` /
+``VENDOR_B_MODEL_PATH`` give vendor-a / vendor-b a local causal LM (``lib.providers.local``), which then
+writes the reply text and counts its tokens (``max_tokens`` honoured; a busy or failing model answers in the
+vendor's own error style: 429 when its queue is full, 504 on a timeout, 503 otherwise). Each vendor speaks its
+own dialect:
 
     vendor-o   OpenAI ``chat.completion``               errors {"error": {message, type, param, code}}
     vendor-a   Anthropic Messages ``message``            errors {"type": "error", "error": {type, message}}
@@ -222,10 +226,11 @@ class Vendors:
     ``count_tokens`` counts the tokens of a text (default: words)."""
 
     def __init__(self, *, sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
-                 count_tokens: Callable[[str], int] = count_words) -> None:
+                 count_tokens: Callable[[str], int] = count_words, writer: "ModelWriter | None" = None) -> None:
         self._sleep = sleep
         self._clock = clock
         self._count = count_tokens
+        self._writer = writer
 
     def handle(self, vendor: str, raw: bytes, headers: Mapping[str, str]) -> VendorReply:
         """Answer one ``POST /<vendor>/messages``.
@@ -251,13 +256,27 @@ class Vendors:
             self._sleep(wait)
         if kind in _MESSAGES:
             return self._error(vendor, kind, _MESSAGES[kind], rid)
-        text, finish, prompt_tokens, output_tokens = self._generate(vendor, req, rng)
+        written = self._write(vendor, req, rid)
+        if isinstance(written, VendorReply):
+            return written
+        text, finish, prompt_tokens, output_tokens = written or self._generate(vendor, req, rng)
         body = self._success(vendor, req, rid, text, finish, prompt_tokens, output_tokens, wait)
         headers_out = {"X-Request-Id": rid}
         if kind == "bad_json":
             headers_out["X-Simulated"] = "bad_json"
             return VendorReply(200, body[: max(1, len(body) // 2)], headers_out)
         return VendorReply(200, body, headers_out)
+
+    def _write(self, vendor: str, req: VendorRequest, rid: str) -> "tuple[str, str, int, int] | VendorReply | None":
+        """The local model's reply for ``vendor`` (None when it has none), or the vendor's error reply."""
+        if self._writer is None:
+            return None
+        try:
+            return self._writer(vendor, req.messages, req.max_tokens)
+        except Exception as exc:  # noqa: BLE001 - the model's failure, in the vendor's own error style
+            status = getattr(exc, "status", 500)
+            kind = {400: "invalid_request", 429: "rate_limit", 504: "timeout", 503: "overloaded"}.get(status, "error")
+            return self._error(vendor, kind, getattr(exc, "message", "The vendor's model failed."), rid)
 
     # -- the reply --------------------------------------------------------------------------------------
     def _generate(self, vendor: str, req: VendorRequest, rng: random.Random) -> tuple[str, str, int, int]:
@@ -344,3 +363,23 @@ class Vendors:
                                                                "details": details},
                     "meta": {"request_id": f"req_{rid}", "tokens": None}}
         return VendorReply(status, _dumps(body), headers)
+
+
+ModelWriter = Callable[[str, tuple[tuple[str, str], ...], "int | None"], "tuple[str, str, int, int] | None"]
+
+
+def model_writer(configs: Mapping[str, Any], timeout: float) -> ModelWriter | None:
+    """A writer for ``Vendors``: the reply of the local model ``configs[vendor]`` (``ProviderConfig`` of type
+    local), or None for a vendor without one. None when no vendor has a model."""
+    if not configs:
+        return None
+    from lib.providers.local import generate_text
+
+    def write(vendor: str, messages: tuple[tuple[str, str], ...], max_tokens: int | None) -> tuple[str, str, int, int] | None:
+        config = configs.get(vendor)
+        if config is None:
+            return None
+        return generate_text(config, [{"role": role, "content": text} for role, text in messages],
+                             max_tokens=max_tokens, timeout=timeout)
+
+    return write

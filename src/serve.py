@@ -2,9 +2,9 @@
 
 The gunicorn master builds the settings once (environment, ``config.txt``, Secrets Manager), starts what
 every worker shares — the private Redis when ``REDIS_URL`` is unset, the machine's embedding server for the
-semantic cache, a generated master key outside production — and hands the finished settings to the workers
-through gunicorn's application object (``load`` runs in each worker after the fork). No environment
-variable is written and no file is read twice.
+semantic cache, one server per local model directory, a generated master key outside production — and hands
+the finished settings to the workers through gunicorn's application object (``load`` runs in each worker
+after the fork). No environment variable is written and no file is read twice.
 
 gevent patches the standard library first, in the master, so that nothing (boto3 reading secrets, httpx,
 redis) holds an unpatched socket or ssl module when the workers fork.
@@ -72,6 +72,35 @@ def start_embedder(settings: Settings) -> tuple[Settings, Any]:
     return settings.model_copy(update={"embed_socket": path}), proc
 
 
+def start_local_models(settings: Settings) -> tuple[Settings, list[Any]]:
+    """One model server per machine for each model directory a ``local`` provider instance or a sandbox vendor
+    (``VENDOR_A_MODEL_PATH`` / ``VENDOR_B_MODEL_PATH``) uses (``lib/providers/local_server.py``), unless
+    ``LOCAL_MODEL_SOCKETS`` already names one. Returns the settings with every socket and the processes."""
+    wanted: dict[str, dict[str, Any]] = {}
+    for config in settings.providers.values():
+        if config.type == "local" and config.extra.get("path"):
+            wanted.setdefault(str(config.extra["path"]), config.extra)
+    for path in (settings.vendor_a_model_path, settings.vendor_b_model_path):
+        if path:
+            wanted.setdefault(path, {})
+    sockets = dict(settings.local_model_sockets)
+    procs = []
+    for path, options in wanted.items():
+        if path in sockets:
+            continue
+        sockets[path] = os.path.join(tempfile.mkdtemp(prefix="aiproxy-local-"), "model.sock")
+        command = [sys.executable, "-m", "lib.providers.local_server", "--socket", sockets[path], "--path", path,
+                   "--parent-pid", str(os.getpid())]
+        for option in ("queue", "threads", "max_tokens"):
+            if options.get(option):
+                command += [f"--{option.replace('_', '-')}", str(options[option])]
+        proc = subprocess.Popen(command)
+        procs.append(proc)
+        print(f"AI Proxy: started the local model server for {path} (pid {proc.pid}) at {sockets[path]}",
+              file=sys.stderr, flush=True)
+    return settings.model_copy(update={"local_model_sockets": sockets}), procs
+
+
 def _stopper(proc: Any) -> Any:
     def stop() -> None:
         if proc.poll() is None:
@@ -98,6 +127,9 @@ def main() -> int:
     settings, embedder = start_embedder(settings)
     if embedder is not None:
         cleanup.insert(0, _stopper(embedder))
+    settings, models = start_local_models(settings)
+    for proc in models:
+        cleanup.insert(0, _stopper(proc))
     AIProxyServer(settings, cleanup).run()
     return 0
 

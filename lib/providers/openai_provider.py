@@ -42,28 +42,35 @@ _OWN_KEYS = ("model", "messages", "stream", "stream_options")
 class OpenAIProvider:
     """Adapter for the OpenAI Chat Completions API and OpenAI-compatible servers."""
 
+    default_name = "openai"
+
     def __init__(self, config: ProviderConfig, http: httpx.Client | None = None) -> None:
-        self.name = config.name or "openai"
+        self.name = config.name or self.default_name
         self._base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._official = "api.openai.com" in self._base_url
+        credentials = self._credentials(config)
+        self._counter = itertools.count()  # next() on a count is atomic under the GIL and under gevent
+        self._own_pool = openai.DefaultHttpxClient() if credentials and http is None else None
+        pool = http if http is not None else self._own_pool
+        self._clients = [self._client(credential, pool, config) for credential in credentials]
+
+    def _credentials(self, config: ProviderConfig) -> tuple[str, ...]:
+        """One SDK client per credential: the keys, or a placeholder for a keyless compatible server."""
         keys = tuple(k for k in config.api_keys if k)
         if not keys and not self._official:
             keys = (PLACEHOLDER_KEY,)
-        self._keys = keys
-        self._counter = itertools.count()  # next() on a count is atomic under the GIL and under gevent
-        self._own_pool = openai.DefaultHttpxClient() if keys and http is None else None
-        pool = http if http is not None else self._own_pool
-        self._clients = [
-            openai.OpenAI(
-                api_key=key,
-                base_url=self._base_url,
-                organization=config.extra.get("organization"),
-                project=config.extra.get("project"),
-                max_retries=0,
-                http_client=pool,  # type: ignore[arg-type]  # legacy httpx.Client is supported
-            )
-            for key in keys
-        ]
+        return keys
+
+    def _client(self, key: str, pool: Any, config: ProviderConfig) -> openai.OpenAI:
+        return openai.OpenAI(
+            api_key=key,
+            base_url=self._base_url,
+            organization=config.extra.get("organization"),
+            project=config.extra.get("project"),
+            max_retries=0,
+            default_headers=config.headers or None,
+            http_client=pool,  # type: ignore[arg-type]  # legacy httpx.Client is supported
+        )
 
     def configured(self) -> bool:
         """True when there is a key, or the base URL is a custom OpenAI-compatible server."""
@@ -131,7 +138,7 @@ class OpenAIProvider:
             except openai.APITimeoutError as exc:
                 raise self._convert(exc) from exc
             except openai.APIConnectionError as exc:  # the body broke off after the stream had started
-                raise errors.UpstreamError("Provider 'openai' broke off the stream", provider=self.name) from exc
+                raise errors.UpstreamError(f"Provider '{self.name}' broke off the stream", provider=self.name) from exc
             except openai.OpenAIError as exc:
                 raise self._convert(exc) from exc
         finally:
@@ -140,7 +147,8 @@ class OpenAIProvider:
     def _with_rotation(self, call: Any) -> Any:
         """Run ``call(client)`` starting at the next key; on 401/429 try the following keys once each."""
         if not self._clients:
-            raise errors.UpstreamUnavailable("Provider 'openai' is not configured (no API key)", provider=self.name)
+            raise errors.UpstreamUnavailable(f"Provider '{self.name}' is not configured (no API key)",
+                                             provider=self.name)
         start = next(self._counter)
         count = len(self._clients)
         last: openai.APIStatusError | None = None
@@ -150,7 +158,7 @@ class OpenAIProvider:
                 return call(self._clients[index])
             except openai.APIStatusError as exc:
                 if exc.status_code in _ROTATE_ON and attempt + 1 < count:
-                    log.warning("openai key #%d got HTTP %s, trying the next key", index, exc.status_code)
+                    log.warning("%s key #%d got HTTP %s, trying the next key", self.name, index, exc.status_code)
                     last = exc
                     continue
                 raise self._convert(exc) from exc
@@ -166,14 +174,14 @@ class OpenAIProvider:
                                              provider=self.name, retry_after=_retry_after(exc.response.headers)),
                           exc.body, exc.status_code)
         if isinstance(exc, openai.APITimeoutError):
-            return errors.UpstreamTimeout("Provider 'openai' did not answer in time", provider=self.name)
+            return errors.UpstreamTimeout(f"Provider '{self.name}' did not answer in time", provider=self.name)
         if isinstance(exc, openai.APIConnectionError):
-            return errors.UpstreamUnavailable("Provider 'openai' could not be reached", provider=self.name)
+            return errors.UpstreamUnavailable(f"Provider '{self.name}' could not be reached", provider=self.name)
         if isinstance(exc, openai.APIError):  # an error event inside a stream
             return failed(errors.UpstreamError(
                 f"Provider '{self.name}' failed mid-stream: {_safe_message(exc.body, None)}", provider=self.name),
                 exc.body)
-        return errors.UpstreamError(f"Provider 'openai' failed: {type(exc).__name__}", provider=self.name)
+        return errors.UpstreamError(f"Provider '{self.name}' failed: {type(exc).__name__}", provider=self.name)
 
 
 def _extra_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -219,4 +227,5 @@ TYPE = ProviderType(
     name="openai", adapter=OpenAIProvider, key_env=("OPENAI_API_KEYS", "OPENAI_API_KEY"),
     base_url_env="OPENAI_BASE_URL", default_base_url=DEFAULT_BASE_URL, keyless_with_custom_url=True,
     prefixes=("gpt-", "chatgpt-", "o1-", "o3-", "o4-", "text-embedding-"),
+    options=("base_url", "api_key_env", "headers", "organization", "project"),
 )

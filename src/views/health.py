@@ -25,7 +25,22 @@ def health() -> Response:
     if svc.keys.store_lost():
         body.update(status="unavailable", redis="lost its data")
         return json_response(body, status=503)
+    body["providers"] = provider_states(svc)
     return json_response(body)
+
+
+def provider_states(svc) -> dict:
+    """Per instance: its type, whether it can make calls, its upstream host, and which of its deployments are
+    cooling down (seconds left). Never a key, a header or a path."""
+    deployments = svc.router.deployments()
+    cooling = svc.balancer.cooling([d.name for d in deployments], fresh=True) if svc.balancer and deployments else {}
+    out = {}
+    for name, provider in svc.providers.items():
+        config = svc.settings.providers.get(name)
+        out[name] = {"type": config.type if config is not None else name, "configured": bool(provider.configured()),
+                     "host": config.host if config is not None else None,
+                     "cooling": {d.name: cooling[d.name] for d in deployments if d.provider == name and d.name in cooling}}
+    return out
 
 
 @bp.get("/api/v1/health")

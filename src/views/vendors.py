@@ -23,7 +23,9 @@ def _answer(vendor: str) -> Response:
         raise errors.NotFound(f"Unknown endpoint: {request.path}.", code="not_found")
     if request.method != "POST":
         abort(405, valid_methods=["POST"])
-    reply = vendors.Vendors().handle(vendor, request.get_data(cache=False), request.headers)
+    svc = services()
+    writer = vendors.model_writer(svc.vendor_models, svc.settings.request_timeout)
+    reply = vendors.Vendors(writer=writer).handle(vendor, request.get_data(cache=False), request.headers)
     return Response(reply.body, status=reply.status, headers=reply.headers, mimetype=reply.mimetype)
 
 

@@ -1,15 +1,20 @@
-"""Fake OpenAI, Anthropic and Gemini servers on 127.0.0.1, speaking each provider's real wire format.
+"""Fake OpenAI, Azure OpenAI, Anthropic, Gemini and Bedrock servers on 127.0.0.1, each speaking its real wire
+format.
 
-One threaded HTTP/1.1 server serves all three on their real paths::
+One threaded HTTP/1.1 server serves them all on their real paths::
 
     POST /v1/chat/completions          OpenAI (plain, and SSE with stream_options.include_usage)
     POST /v1/embeddings, GET /v1/models
+    POST /openai/deployments/{d}/chat/completions?api-version=…   Azure OpenAI (``azure_wire``)
+    POST /openai/deployments/{d}/embeddings?api-version=…
     POST /v1/messages                  Anthropic Messages (plain, and SSE events)
     POST /v1beta/models/{m}:generateContent          Gemini
     POST /v1beta/models/{m}:streamGenerateContent    Gemini (``?alt=sse``; a JSON array without it)
+    POST /model/{id}/converse, /model/{id}/converse-stream       Bedrock (``bedrock_wire``; event-stream frames)
 
-Point the OpenAI SDK at ``fake.url + "/v1"``, Anthropic and Gemini at ``fake.url``. What it answers and
-how tests steer it (``[fake:error=429 retry=2]`` and friends) is described in ``tests.fakes.script``.
+Point the OpenAI SDK at ``fake.url + "/v1"``; Azure, Anthropic and Gemini at ``fake.url``; boto3's
+``bedrock-runtime`` at ``endpoint_url=fake.url``. What it answers and how tests steer it
+(``[fake:error=429 retry=2]`` and friends) is described in ``tests.fakes.script``.
 
 In-process::
 
@@ -33,11 +38,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.fakes import anthropic_wire, gemini_wire, openai_wire
+from tests.fakes import anthropic_wire, azure_wire, bedrock_wire, gemini_wire, openai_wire
 from tests.fakes.script import CutConnection, Reply, Request, Script
 
 Handler = Callable[[Request, Any], Reply]
 _GEMINI_PATH = re.compile(r"^/(v1beta|v1)/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
 _CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout)
 
 
@@ -131,6 +137,13 @@ class FakeUpstream:
         match = _GEMINI_PATH.match(path)
         if method == "POST" and match:
             return gemini_wire.generate, {"model": match.group(2), "method": match.group(3)}
+        match = _AZURE_PATH.match(path)
+        if method == "POST" and match:
+            handler = azure_wire.chat if match.group(2) == "chat/completions" else azure_wire.embeddings
+            return handler, {"deployment": match.group(1)}
+        params = bedrock_wire.route(path)
+        if method == "POST" and params is not None:
+            return bedrock_wire.converse, params
         return None
 
 
@@ -231,8 +244,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve all three fakes until interrupted."""
-    parser = argparse.ArgumentParser(description="Fake OpenAI/Anthropic/Gemini upstreams for tests")
+    """Serve every fake until interrupted."""
+    parser = argparse.ArgumentParser(description="Fake OpenAI/Azure/Anthropic/Gemini/Bedrock upstreams for tests")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--valid-key", action="append", dest="valid_keys",

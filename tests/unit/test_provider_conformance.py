@@ -1,7 +1,10 @@
-"""One set of cases every provider adapter must pass, each real adapter behind a fake upstream that
-speaks its real wire format (``tests.fakes``); the sandbox needs no upstream.
+"""One set of cases every provider type must pass, each real adapter behind a fake upstream that speaks its
+real wire format (``tests.fakes``: OpenAI, Azure OpenAI, Anthropic, Gemini, Bedrock's Converse JSON and
+event-stream frames); the sandbox needs no upstream, and the local type runs a tiny GPT-2-style model built
+in a temporary directory (``tests.fakes.tiny_lm``) in process.
 
-The fakes reply ``"Echo: " + <last user text>`` and count tokens as words, so exact numbers are known.
+The fakes reply ``"Echo: " + <last user text>`` and count tokens as words, so exact numbers are known; the
+tiny model always writes ``tiny_lm.CHAIN`` and then stops.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import pytest
 from lib import errors
 from lib.providers import REGISTRY
 from lib.providers.base import ProviderConfig
-from tests.fakes import FakeUpstream
+from tests.fakes import FakeUpstream, tiny_lm
 
 PROVIDERS = sorted(REGISTRY)  # every registered provider type
-REAL = [name for name in PROVIDERS if REGISTRY[name].needs_key]  # the ones that call an upstream
+OFFLINE = {"sandbox", "local"}  # the ones with no upstream to fake
+REAL = [name for name in PROVIDERS if name not in OFFLINE]  # the ones that call an upstream
+NO_TOOLS = {"local"}  # types that refuse tools and JSON output with a 400 naming the parameter
+RETRY_HINT = {"bedrock": None}  # Bedrock sends no Retry-After; the others' 429s carry the fake's 2 s
 USER = [{"role": "user", "content": "hello there world"}]
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",
@@ -41,21 +47,37 @@ def http() -> httpx.Client:
     client.close()
 
 
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return tiny_lm.build(tmp_path_factory.mktemp("tiny-lm"))
+
+
 def base_url(name: str, url: str) -> str:
     """The type's default base URL with the fake upstream in place of its host (``/v1`` kept for openai)."""
     return url + urlsplit(REGISTRY[name].default_base_url).path
 
 
-def build(name: str, url: str | None, http: httpx.Client, keys: tuple[str, ...] = ("test-key",)) -> Any:
-    if not REGISTRY[name].needs_key:
-        return REGISTRY[name](None, http)
-    return REGISTRY[name](ProviderConfig(api_keys=keys, base_url=base_url(name, url or "")), http)
+def build(name: str, url: str | None, http: httpx.Client, keys: tuple[str, ...] = ("test-key",),
+          model_dir: str = "") -> Any:
+    kind = REGISTRY[name]
+    if name == "sandbox":
+        return kind(None, http)
+    if name == "local":
+        return kind(ProviderConfig(name="local", type="local", extra={"path": model_dir}), http)
+    if name == "azure":
+        return kind(ProviderConfig(name="azure", type="azure", api_keys=keys, base_url=url or "",
+                                   extra={"api_version": "2024-10-21"}), http)
+    if name == "bedrock":
+        return kind(ProviderConfig(name="bedrock", type="bedrock", extra={"region": "us-east-1", "endpoint_url": url},
+                                   secrets={"aws_access_key_id": keys[0].replace("-", "").upper(),
+                                            "aws_secret_access_key": "fake-secret-key"}), http)
+    return kind(ProviderConfig(api_keys=keys, base_url=base_url(name, url or "")), http)
 
 
 @pytest.fixture(params=PROVIDERS)
-def provider(request: pytest.FixtureRequest, fake: FakeUpstream, http: httpx.Client) -> Any:
+def provider(request: pytest.FixtureRequest, fake: FakeUpstream, http: httpx.Client, tiny_model: str) -> Any:
     fake.reset()
-    return build(request.param, fake.url, http)
+    return build(request.param, fake.url, http, model_dir=tiny_model)
 
 
 @pytest.fixture(params=REAL)
@@ -95,7 +117,9 @@ def test_plain_completion_has_openais_exact_shape(provider: Any) -> None:
     usage = result["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
-    if provider.name != "sandbox":
+    if provider.name == "local":
+        assert message["content"] == " ".join(tiny_lm.CHAIN) and usage["completion_tokens"] == len(tiny_lm.CHAIN)
+    elif provider.name != "sandbox":
         assert message["content"] == "Echo: hello there world"
         assert (usage["prompt_tokens"], usage["completion_tokens"]) == (3, 4)
 
@@ -105,13 +129,15 @@ def test_system_prompt_is_sent_where_the_provider_wants_it(provider: Any, fake: 
     without = ask(provider)["usage"]["prompt_tokens"]
     result = ask(provider, system + USER)
     assert result["usage"]["prompt_tokens"] > without
-    if provider.name == "sandbox":
+    if provider.name in OFFLINE:
         return
     assert result["choices"][0]["message"]["content"] == "Echo: hello there world"
     assert result["usage"]["prompt_tokens"] == 3 + 5
     sent = fake.requests[-1].json
     where = {
         "openai": lambda b: b["messages"][0],
+        "azure": lambda b: b["messages"][0],
+        "bedrock": lambda b: {"role": "system", "content": b["system"][0]["text"]},
         "anthropic": lambda b: {"role": "system", "content": b["system"]},
         "gemini": lambda b: {"role": "system", "content": b["systemInstruction"]["parts"][0]["text"]},
     }[provider.name](sent)
@@ -163,7 +189,18 @@ def test_stream_max_tokens_finishes_with_length(provider: Any) -> None:
 
 # -- tools ----------------------------------------------------------------------------------------------
 
+def refuses(provider: Any, param: str, **params: Any) -> None:
+    """The provider answers ``params`` with a 400 naming ``param``."""
+    with pytest.raises(errors.UpstreamBadRequest) as caught:
+        ask(provider, say("Paris"), **params)
+    assert caught.value.param == param and caught.value.code == "unsupported_parameter"
+    with pytest.raises(errors.UpstreamBadRequest):
+        stream(provider, say("Paris"), **params)
+
+
 def test_tools_round_trip(provider: Any, fake: FakeUpstream) -> None:
+    if provider.name in NO_TOOLS:
+        return refuses(provider, "tools", tools=TOOLS)
     first = ask(provider, say("Paris"), tools=TOOLS)
     choice = first["choices"][0]
     assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
@@ -193,6 +230,8 @@ def test_tools_round_trip(provider: Any, fake: FakeUpstream) -> None:
 def test_named_tool_choice_calls_that_tool(provider: Any) -> None:
     tools = TOOLS + [{"type": "function", "function": {"name": "get_time", "parameters": {
         "type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}}]
+    if provider.name in NO_TOOLS:
+        return refuses(provider, "tools", tools=tools, tool_choice={"type": "function", "function": {"name": "get_time"}})
     result = ask(provider, say("UTC"), tools=tools, tool_choice={"type": "function", "function": {"name": "get_time"}})
     call = result["choices"][0]["message"]["tool_calls"][0]
     assert call["function"]["name"] == "get_time" and json.loads(call["function"]["arguments"]) == {"zone": "UTC"}
@@ -219,16 +258,22 @@ def test_structured_output_is_valid_json_plain_and_streamed(provider: Any, fake:
     import jsonschema
 
     response_format, schema = FORMATS[kind]
+    if provider.name in NO_TOOLS:
+        return refuses(provider, "response_format", response_format=response_format)
     result = ask(provider, say("give me json"), response_format=response_format)
     choice = result["choices"][0]
     assert choice["finish_reason"] == "stop" and not choice["message"].get("tool_calls")
     jsonschema.validate(json.loads(choice["message"]["content"]), schema)
-    if provider.name != "sandbox":
+    if provider.name not in OFFLINE:
         sent = fake.requests[-1].json
         if provider.name == "anthropic":  # a forced tool whose input schema is the schema
             forced = sent["tool_choice"]["name"]
             tool = next(t for t in sent["tools"] if t["name"] == forced)
             assert tool["input_schema"]["type"] == "object"
+        elif provider.name == "bedrock":  # the same, in Converse's toolConfig
+            forced = sent["toolConfig"]["toolChoice"]["tool"]["name"]
+            spec = next(t["toolSpec"] for t in sent["toolConfig"]["tools"] if t["toolSpec"]["name"] == forced)
+            assert spec["inputSchema"]["json"]["type"] == "object"
         elif provider.name == "gemini":
             assert sent["generationConfig"]["responseMimeType"] == "application/json"
             assert ("responseSchema" in sent["generationConfig"]) == (kind != "json_object")
@@ -244,8 +289,9 @@ def test_structured_output_is_valid_json_plain_and_streamed(provider: Any, fake:
                                          ("presence_penalty", 0.5), ("web_search_options", {})])
 def test_a_parameter_the_provider_cannot_honour_is_refused_by_name(provider: Any, fake: FakeUpstream,
                                                                     param: str, value: Any) -> None:
-    honours = {"openai": {"seed", "logit_bias", "logprobs", "presence_penalty", "web_search_options"},  # passed on
-               "gemini": {"seed", "presence_penalty"}, "anthropic": set(),
+    passed_on = {"seed", "logit_bias", "logprobs", "presence_penalty", "web_search_options"}
+    honours = {"openai": passed_on, "azure": passed_on, "gemini": {"seed", "presence_penalty"}, "anthropic": set(),
+               "bedrock": set(), "local": {"seed"},
                "sandbox": {"seed", "logit_bias", "logprobs", "presence_penalty", "web_search_options"}}  # no effect
     if param in honours[provider.name]:
         assert ask(provider, **{param: value})["choices"][0]["finish_reason"] == "stop"
@@ -278,7 +324,7 @@ def test_upstream_errors_are_mapped(real: Any, directive: str, kind: type, statu
     assert type(caught.value) is kind and caught.value.status == status
     assert caught.value.provider == real.name
     if status == 429:
-        assert caught.value.retry_after == 2
+        assert caught.value.retry_after == RETRY_HINT.get(real.name, 2)
 
 
 @pytest.mark.parametrize("name", REAL)
