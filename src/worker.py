@@ -45,6 +45,7 @@ from gunicorn.http import errors as http_errors
 from gunicorn.workers.ggevent import GeventWorker
 
 from lib import errors
+from src import wire
 
 #: Seconds before GRACEFUL_TIMEOUT at which what still runs is cut (at most half of it): time for the cut
 #: requests to record themselves (a few Redis round trips) and the worker to exit before the master's SIGKILL.
@@ -269,6 +270,7 @@ class AIProxyWorker(GeventWorker):
         self._stopping = False
 
     def load_wsgi(self) -> None:
+        wire.install()  # the head of a small answer leaves with its body (src/wire.py)
         super().load_wsgi()
         self.wsgi = AppWatch(self.wsgi)
 
