@@ -213,7 +213,8 @@ class Gateway:
             ctx.cache = "miss" if ctx.cache_lookup else "bypass"
             ctx.headers["x-aiproxy-cache"] = ctx.cache
             if lookup.veto_reason:  # a near one was found and refused: say which check, and how near
-                ctx.cache_veto, ctx.cache_similarity = lookup.veto_reason, lookup.veto_similarity
+                ctx.cache_veto = lookup.veto_reason
+                ctx.cache_similarity = None if lookup.veto_similarity is None else float(lookup.veto_similarity)
             return None, lookup
         ctx.cache = hit.kind
         ctx.cache_similarity = hit.similarity
@@ -411,16 +412,20 @@ class Gateway:
         ctx.finished = True
         if not ctx.cache_hit and not ctx.priced:
             self.accounting.price(ctx)
+        settlement = None
         if self.limits is not None and ctx.reservation is not None:
             try:
-                self.limits.settle(ctx)
+                settlement = self.limits.settlement(ctx)
             except Exception:  # settling must never break the response path
                 log.exception("settling limits failed for %s", ctx.proxy_id)
-        if self._recorder is not None:
-            try:
-                self._recorder(ctx)
-            except Exception:
-                log.exception("recording request %s failed", ctx.proxy_id)
+        if self._recorder is None:
+            if settlement is not None:
+                self.limits.settle(ctx)
+            return
+        try:  # the settlement and the log record go to Redis in one round trip
+            self._recorder(ctx, settlement)
+        except Exception:
+            log.exception("recording request %s failed", ctx.proxy_id)
 
 
 def tokens_of(text: str, model: str) -> int:
