@@ -96,7 +96,11 @@ class Router:
         router = cls(routes, prefixes)
         for route in routes.values():
             for fb in route.fallbacks:
-                router.resolve(fb)  # fail at start-up, not at request time, on a dangling fallback
+                try:
+                    router.resolve(fb)  # fail at start-up, not at request time, on a dangling fallback
+                except errors.ModelNotFound:
+                    raise ValueError(f"models file: entry '{route.name}' falls back to '{fb}', which no entry or "
+                                     "prefix serves (it does not exist)") from None
         return router
 
     def resolve(self, name: str) -> Route:
