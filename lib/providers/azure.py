@@ -1,10 +1,10 @@
-"""Azure OpenAI (``type: azure``), through the official SDK's ``AzureOpenAI`` client.
+"""Azure OpenAI (``type: azure``), on the OpenAI adapter's wire client.
 
 Azure serves OpenAI's models behind *deployments*: the upstream model name of a route is the deployment name,
-and the SDK builds ``{base_url}/openai/deployments/{deployment}/chat/completions?api-version=...`` (and
-``/embeddings``) from it. Requests and answers are OpenAI's own shapes, so everything else is the OpenAI
-adapter's (``openai_provider``: body passed through, key rotation on 401/429, streams with usage, errors
-converted at one edge). What Azure adds:
+and the URL is ``{base_url}/openai/deployments/{deployment}/chat/completions?api-version=...`` (and
+``/embeddings``), as the SDK's ``AzureOpenAI`` client builds it. Requests and answers are OpenAI's own
+shapes, so everything else is the OpenAI adapter's (``openai_provider``: body passed through, key rotation
+on 401/429, streams with usage, errors converted at one edge). What Azure adds:
 
 - authentication: the ``api-key`` header (``api_key_env``, comma-separated keys rotated), or an Entra ID
   bearer token (``azure_ad_token_env``: the variable or secret holding an access token for
@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import logging
 from typing import Any, Iterator
+from urllib.parse import quote
 
-import openai
+import httpx
 
 from lib import errors
 from lib.providers.base import ProviderConfig, failed
-from lib.providers.openai_provider import OpenAIProvider
+from lib.providers.openai_provider import OpenAIProvider, error_object
 from lib.providers.registry import Missing, ProviderType
 
 log = logging.getLogger("aiproxy.providers.azure")
@@ -58,14 +59,14 @@ class AzureOpenAIProvider(OpenAIProvider):
         token = config.secrets.get(AD_TOKEN)
         return keys or ((AD_TOKEN + ":" + token,) if token else ())
 
-    def _client(self, credential: str, pool: Any, config: ProviderConfig) -> openai.OpenAI:
-        auth: dict[str, Any] = {"api_key": credential}
+    def _auth(self, credential: str, config: ProviderConfig) -> dict[str, str]:
         if credential.startswith(AD_TOKEN + ":"):
-            auth = {"azure_ad_token": credential[len(AD_TOKEN) + 1:]}
-        return openai.AzureOpenAI(
-            azure_endpoint=self._base_url, api_version=self._api_version, max_retries=0,
-            default_headers=config.headers or None, http_client=pool, **auth,  # type: ignore[arg-type]
-        )
+            return {"Authorization": f"Bearer {credential[len(AD_TOKEN) + 1:]}"}
+        return {"api-key": credential}
+
+    def _url(self, path: str, model: str) -> str:
+        deployment = quote(model, safe="")
+        return f"{self._base_url}/openai/deployments/{deployment}/{path}?api-version={quote(self._api_version)}"
 
     def complete(self, body: dict[str, Any], *, model: str, timeout: float) -> dict[str, Any]:
         return _strip(super().complete(body, model=model, timeout=timeout), self.name)
@@ -76,11 +77,14 @@ class AzureOpenAIProvider(OpenAIProvider):
                 continue  # the prompt-filter chunk: nothing for OpenAI clients
             yield _strip(chunk, self.name)
 
-    def _convert(self, exc: Exception) -> errors.UpstreamError:
-        if isinstance(exc, openai.APIStatusError) and exc.status_code == 400 and _is_content_filter(exc.body):
-            return failed(errors.UpstreamBadRequest(_filter_message(exc.body), provider=self.name, param="messages",
-                                                    code="content_policy_violation"), exc.body, 400)
-        return super()._convert(exc)
+    def _status_error(self, response: httpx.Response) -> errors.UpstreamError:
+        if response.status_code == 400:
+            text = response.text if response.is_closed else ""
+            body = error_object(text)
+            if _is_content_filter(body):
+                return failed(errors.UpstreamBadRequest(_filter_message(body), provider=self.name, param="messages",
+                                                        code="content_policy_violation"), text, 400)
+        return super()._status_error(response)
 
 
 def _strip(data: dict[str, Any], provider: str) -> dict[str, Any]:

@@ -1,33 +1,38 @@
-"""OpenAI and any OpenAI-compatible server (vLLM, Ollama, LM Studio, a mock), through the official SDK.
+"""OpenAI and any OpenAI-compatible server (vLLM, Ollama, LM Studio, a mock), spoken on the wire directly.
 
 The request body is passed through as the client sent it (tools, response_format, n, seed, logprobs,
 ``top_k`` for servers such as vLLM, and any parameter this code has never heard of: OpenAI itself answers
 400 for one it does not know, and that 400 reaches the client), with only ``model`` replaced and the
-proxy's own ``_``-prefixed keys (``NATIVE_FIELD``) removed; the answer is returned in the
-exact shape the upstream sent (``to_dict()`` keeps only the keys the server set), plus ``message.refusal``
-when a compatible server leaves it out.
+proxy's own ``_``-prefixed keys (``NATIVE_FIELD``) removed; the answer is returned as the upstream sent it,
+plus the keys OpenAI always sends that some compatible servers leave out (``message.refusal`` ...).
 
 Keys are rotated round robin. A call that gets 401 or 429 from one key moves on to the next key (each key
 at most once per call) before giving up, so one revoked or throttled key does not fail requests.
 
-The installed SDK (openai 3.x) is built on ``httpx2`` but also accepts a legacy ``httpx.Client`` (its
-``_httpx2`` shim maps that client's exceptions too), so the per-key SDK clients share the gateway's one
-``httpx.Client`` pool; without one, the adapter builds one SDK pool of its own.
+Why not the official SDK here: the gateway's clients already send the OpenAI wire format, validated, and
+want it back verbatim. The SDK re-walked every request through its typed transformation (seconds for a
+body of tens of thousands of messages, during which the gevent worker served nothing else) and built a
+pydantic model of every answer and stream chunk only for ``to_dict()`` to turn it back — together ~20 %
+of a worker's CPU at saturation. What the SDK did that matters is kept here: the URL and auth headers
+(``Authorization: Bearer``, ``OpenAI-Organization``, ``OpenAI-Project``), the error body unwrapped from
+``{"error": ...}``, ``retry-after-ms`` / ``retry-after``, an ``error`` object inside a stream raised as an
+error, the stream drained after ``[DONE]`` so its connection is reused. The SDK stays the client in the
+end-to-end tests, which is where it checks that the wire is right.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from typing import Any, Iterator
 
 import httpx
-import openai
+import orjson
 
 from lib import errors
-from lib.providers.base import ProviderConfig
-from lib.providers.base import failed
-from lib.providers.httpjson import ClosingStream
+from lib.providers.base import ProviderConfig, convert_httpx_error, failed, parse_retry_after
+from lib.providers.httpjson import ClosingStream, sse_events
 from lib.providers.registry import ProviderType
 
 log = logging.getLogger("aiproxy.providers.openai")
@@ -35,8 +40,7 @@ log = logging.getLogger("aiproxy.providers.openai")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "sk-no-key-required"  # OpenAI-compatible servers without auth still need a non-empty key
 _ROTATE_ON = (401, 429)
-# Keys the SDK sets itself from keyword arguments, so they are not duplicated in extra_body.
-_OWN_KEYS = ("model", "messages", "stream", "stream_options")
+_JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
 class OpenAIProvider:
@@ -45,36 +49,42 @@ class OpenAIProvider:
     default_name = "openai"
 
     def __init__(self, config: ProviderConfig, http: httpx.Client | None = None) -> None:
+        from lib.providers import transport
+
         self.name = config.name or self.default_name
         self._base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._official = "api.openai.com" in self._base_url
         credentials = self._credentials(config)
         self._counter = itertools.count()  # next() on a count is atomic under the GIL and under gevent
-        self._own_pool = openai.DefaultHttpxClient() if credentials and http is None else None
-        pool = http if http is not None else self._own_pool
-        self._clients = [self._client(credential, pool, config) for credential in credentials]
+        self._own_pool = transport.client(timeout=600.0, max_connections=100, max_keepalive=20) \
+            if credentials and http is None else None
+        self._http = http if http is not None else self._own_pool
+        # One set of request headers per credential, built once.
+        self._headers = [{**_JSON, **self._auth(credential, config), **(config.headers or {})}
+                         for credential in credentials]
 
     def _credentials(self, config: ProviderConfig) -> tuple[str, ...]:
-        """One SDK client per credential: the keys, or a placeholder for a keyless compatible server."""
+        """The credentials rotated over: the keys, or a placeholder for a keyless compatible server."""
         keys = tuple(k for k in config.api_keys if k)
         if not keys and not self._official:
             keys = (PLACEHOLDER_KEY,)
         return keys
 
-    def _client(self, key: str, pool: Any, config: ProviderConfig) -> openai.OpenAI:
-        return openai.OpenAI(
-            api_key=key,
-            base_url=self._base_url,
-            organization=config.extra.get("organization"),
-            project=config.extra.get("project"),
-            max_retries=0,
-            default_headers=config.headers or None,
-            http_client=pool,  # type: ignore[arg-type]  # legacy httpx.Client is supported
-        )
+    def _auth(self, credential: str, config: ProviderConfig) -> dict[str, str]:
+        """The headers that authenticate one credential."""
+        headers = {"Authorization": f"Bearer {credential}"}
+        for option, header in (("organization", "OpenAI-Organization"), ("project", "OpenAI-Project")):
+            if config.extra.get(option):
+                headers[header] = str(config.extra[option])
+        return headers
+
+    def _url(self, path: str, model: str) -> str:
+        """The URL of an endpoint (``chat/completions``, ``embeddings``) for ``model``."""
+        return f"{self._base_url}/{path}"
 
     def configured(self) -> bool:
         """True when there is a key, or the base URL is a custom OpenAI-compatible server."""
-        return bool(self._clients)
+        return bool(self._headers)
 
     def close(self) -> None:
         """Close the adapter's own connection pool (a shared ``http`` client is left to its owner)."""
@@ -85,108 +95,135 @@ class OpenAIProvider:
 
     def complete(self, body: dict[str, Any], *, model: str, timeout: float) -> dict[str, Any]:
         """Return the upstream ``chat.completion`` dict. Raises ``UpstreamError`` subclasses."""
-        extra = _extra_body(body)
-
-        def call(client: openai.OpenAI) -> dict[str, Any]:
-            result = client.chat.completions.create(
-                model=model, messages=body.get("messages", []), extra_body=extra, timeout=timeout
-            )
-            return _normalise_completion(result.to_dict(mode="json"))
-
-        return self._with_rotation(call)
+        payload = _payload(body, model, drop=("stream", "stream_options"))
+        payload.setdefault("messages", [])
+        response = self._post("chat/completions", model, payload, timeout)
+        return _normalise_completion(self._json(response))
 
     def stream(self, body: dict[str, Any], *, model: str, timeout: float) -> Iterator[dict[str, Any]]:
         """Yield the upstream ``chat.completion.chunk`` dicts; usage arrives in a final ``choices: []`` chunk.
 
         ``stream_options.include_usage`` is always set so streamed answers can be priced. Closing the
-        generator closes the upstream response. Raises ``UpstreamError`` subclasses, also mid-stream.
+        iterator closes the upstream response. Raises ``UpstreamError`` subclasses, also mid-stream.
         """
-        extra = _extra_body(body)
-        stream_options = dict(body.get("stream_options") or {})
-        stream_options["include_usage"] = True
-
-        def call(client: openai.OpenAI) -> Any:
-            return client.chat.completions.create(
-                model=model,
-                messages=body.get("messages", []),
-                stream=True,
-                stream_options=stream_options,  # type: ignore[arg-type]
-                extra_body=extra,
-                timeout=timeout,
-            )
-
-        upstream = self._with_rotation(call)
-        return ClosingStream(self._iterate(upstream), upstream.close)
+        payload = _payload(body, model)
+        payload.setdefault("messages", [])
+        payload["stream"] = True
+        payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        response = self._post("chat/completions", model, payload, timeout, stream=True)
+        return ClosingStream(self._iterate(response), response.close)
 
     def embed(self, body: dict[str, Any], *, model: str, timeout: float) -> dict[str, Any]:
         """Return the upstream embeddings ``list`` dict for an OpenAI embeddings body. Raises ``UpstreamError``."""
-        extra = {k: v for k, v in body.items() if k not in ("model", "input")}
-
-        def call(client: openai.OpenAI) -> dict[str, Any]:
-            result = client.embeddings.create(model=model, input=body.get("input", ""), extra_body=extra, timeout=timeout)
-            return result.to_dict(mode="json")
-
-        return self._with_rotation(call)
+        payload = _payload(body, model)
+        payload.setdefault("input", "")
+        return self._json(self._post("embeddings", model, payload, timeout))
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _iterate(self, upstream: Any) -> Iterator[dict[str, Any]]:
-        try:
-            try:
-                for chunk in upstream:
-                    yield chunk.to_dict(mode="json")
-            except openai.APITimeoutError as exc:
-                raise self._convert(exc) from exc
-            except openai.APIConnectionError as exc:  # the body broke off after the stream had started
-                raise errors.UpstreamError(f"Provider '{self.name}' broke off the stream", provider=self.name) from exc
-            except openai.OpenAIError as exc:
-                raise self._convert(exc) from exc
-        finally:
-            upstream.close()
-
-    def _with_rotation(self, call: Any) -> Any:
-        """Run ``call(client)`` starting at the next key; on 401/429 try the following keys once each."""
-        if not self._clients:
+    def _post(self, path: str, model: str, payload: dict[str, Any], timeout: float, *,
+              stream: bool = False) -> httpx.Response:
+        """POST ``payload`` starting at the next key; on 401/429 try the following keys once each. Returns a
+        response below 400 (still open when ``stream``)."""
+        if not self._headers:
             raise errors.UpstreamUnavailable(f"Provider '{self.name}' is not configured (no API key)",
                                              provider=self.name)
+        content = _dumps(payload)
+        url = self._url(path, model)
         start = next(self._counter)
-        count = len(self._clients)
-        last: openai.APIStatusError | None = None
+        count = len(self._headers)
         for attempt in range(count):
             index = (start + attempt) % count
+            request = self._http.build_request("POST", url, content=content, headers=self._headers[index],
+                                               timeout=httpx.Timeout(timeout))
             try:
-                return call(self._clients[index])
-            except openai.APIStatusError as exc:
-                if exc.status_code in _ROTATE_ON and attempt + 1 < count:
-                    log.warning("%s key #%d got HTTP %s, trying the next key", self.name, index, exc.status_code)
-                    last = exc
+                response = self._http.send(request, stream=stream)
+            except httpx.HTTPError as exc:
+                raise convert_httpx_error(exc, self.name) from exc
+            if response.status_code < 400:
+                return response
+            try:
+                response.read()
+            except httpx.HTTPError:
+                pass
+            finally:
+                response.close()
+            if response.status_code in _ROTATE_ON and attempt + 1 < count:
+                log.warning("%s key #%d got HTTP %s, trying the next key", self.name, index, response.status_code)
+                continue
+            raise self._status_error(response)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _status_error(self, response: httpx.Response) -> errors.UpstreamError:
+        """The gateway error for an upstream answer of 400 or more; its body goes to the owner's log only."""
+        text = response.text if response.is_closed else ""
+        return failed(errors.from_status(response.status_code, _safe_message(error_object(text), response.status_code),
+                                         provider=self.name, retry_after=parse_retry_after(response.headers)),
+                      text, response.status_code)
+
+    def _json(self, response: httpx.Response) -> dict[str, Any]:
+        """The JSON object of a successful answer. Raises ``UpstreamError`` (retryable) when it is not one."""
+        try:
+            data = orjson.loads(response.read())
+        except httpx.TimeoutException as exc:
+            raise errors.UpstreamTimeout(f"Provider '{self.name}' did not answer in time", provider=self.name) from exc
+        except httpx.HTTPError as exc:
+            raise errors.UpstreamError(f"Provider '{self.name}' broke off its answer", provider=self.name) from exc
+        except orjson.JSONDecodeError as exc:
+            raise errors.UpstreamError(f"Provider '{self.name}' sent a response that is not JSON",
+                                       provider=self.name) from exc
+        finally:
+            response.close()
+        if not isinstance(data, dict):
+            raise errors.UpstreamError(f"Provider '{self.name}' sent an unexpected response", provider=self.name)
+        return data
+
+    def _iterate(self, response: httpx.Response) -> Iterator[dict[str, Any]]:
+        try:
+            done = False
+            for event, data in sse_events(response, self.name):
+                if done or data.startswith("[DONE]"):
+                    done = True  # read on to the end, so the connection goes back to the pool
                     continue
-                raise self._convert(exc) from exc
-            except openai.OpenAIError as exc:
-                raise self._convert(exc) from exc
-        assert last is not None  # the loop either returns or raises
-        raise self._convert(last) from last
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError as exc:
+                    raise errors.UpstreamError(f"Provider '{self.name}' sent a stream event that is not JSON",
+                                               provider=self.name) from exc
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    raise self._stream_error(chunk["error"])
+                if event is None and isinstance(chunk, dict):
+                    yield chunk
+        finally:
+            response.close()
 
-    def _convert(self, exc: Exception) -> errors.UpstreamError:
-        """Map an SDK exception to the gateway's error; the raw body goes to the log only."""
-        if isinstance(exc, openai.APIStatusError):
-            return failed(errors.from_status(exc.status_code, _safe_message(exc.body, exc.status_code),
-                                             provider=self.name, retry_after=_retry_after(exc.response.headers)),
-                          exc.body, exc.status_code)
-        if isinstance(exc, openai.APITimeoutError):
-            return errors.UpstreamTimeout(f"Provider '{self.name}' did not answer in time", provider=self.name)
-        if isinstance(exc, openai.APIConnectionError):
-            return errors.UpstreamUnavailable(f"Provider '{self.name}' could not be reached", provider=self.name)
-        if isinstance(exc, openai.APIError):  # an error event inside a stream
-            return failed(errors.UpstreamError(
-                f"Provider '{self.name}' failed mid-stream: {_safe_message(exc.body, None)}", provider=self.name),
-                exc.body)
-        return errors.UpstreamError(f"Provider '{self.name}' failed: {type(exc).__name__}", provider=self.name)
+    def _stream_error(self, error: Any) -> errors.UpstreamError:
+        """An ``error`` object sent inside a stream that had started."""
+        return failed(errors.UpstreamError(f"Provider '{self.name}' failed mid-stream: {_safe_message(error, None)}",
+                                           provider=self.name), error)
 
 
-def _extra_body(body: dict[str, Any]) -> dict[str, Any]:
-    """Everything but the keys the SDK call sets itself (and the proxy's ``_`` keys), passed through verbatim."""
-    return {k: v for k, v in body.items() if k not in _OWN_KEYS and not k.startswith("_")}
+def _payload(body: dict[str, Any], model: str, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The body sent upstream: the client's, without the proxy's ``_`` keys (and ``drop``), for ``model``."""
+    payload = {k: v for k, v in body.items() if not k.startswith("_") and k not in drop}
+    payload["model"] = model
+    return payload
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(payload)
+    except TypeError:  # not JSON-native (an integer past 64 bits, a non-string key): the stdlib encodes more
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def error_object(text: str) -> Any:
+    """An error body's ``error`` object (or the whole body, parsed when it is JSON)."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    return data.get("error", data) if isinstance(data, dict) else data
 
 
 def _normalise_completion(data: dict[str, Any]) -> dict[str, Any]:
@@ -202,25 +239,13 @@ def _normalise_completion(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _safe_message(body: object, status: int | None) -> str:
-    """The upstream ``error.message`` (the SDK already unwrapped ``error``), trimmed; never the raw body."""
+    """The upstream ``error.message`` (``body`` is the error object, or a body holding one), trimmed."""
     if isinstance(body, dict):
         inner = body.get("error") if isinstance(body.get("error"), dict) else body
         message = inner.get("message") if isinstance(inner, dict) else None
         if isinstance(message, str) and message:
             return message[:500]
     return f"HTTP {status}" if status else "upstream error"
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from ``retry-after-ms`` / ``retry-after`` (httpx2 headers behave like httpx's)."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name) if headers is not None else None
-        if value:
-            try:
-                return float(value) / scale
-            except ValueError:
-                continue
-    return None
 
 
 TYPE = ProviderType(
