@@ -11,9 +11,10 @@ on a laptop), unless the entry names variables holding static keys (``aws_access
 
 botocore's sockets are blocking, which gevent's patched ``socket`` module makes cooperative. A client is
 thread-safe and made once per instance and read timeout: botocore fixes timeouts per client, so a call with
-``timeout`` seconds left in the request's deadline uses the client for the largest ``TIMEOUT_STEPS`` value
-not above it (a handful per instance at most; each made once, on first use). Retries are off: the gateway's
-fallback loop and deadline decide what happens after a failure.
+``timeout`` seconds left in the request's deadline uses the client for ``timeout_step(timeout)`` (whole
+seconds, rounded down; quarter seconds below 2 s), made on first use. In practice that is one or two clients per
+instance: the first attempt always has about ``REQUEST_TIMEOUT`` left, and only fallbacks see less. Retries are
+off: the gateway's fallback loop and deadline decide what happens after a failure.
 
 Errors: Bedrock's exceptions (``ThrottlingException`` …, also inside a stream) map by ``ERRORS``; botocore's
 own (read/connect timeouts, no connection, no credentials) by type. Converse returns no completion id, so the
@@ -36,7 +37,7 @@ from lib.providers.registry import Missing, ProviderType
 
 log = logging.getLogger("aiproxy.providers.bedrock")
 
-TIMEOUT_STEPS = (0.25, 0.5, 1, 2, 3, 5, 8, 12, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 3600)
+SHORT_STEPS = (0.25, 0.5, 1.0, 1.5)
 CONNECT_TIMEOUT_S = 5.0
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
           "guardrail_intervened": "content_filter", "content_filtered": "content_filter",
@@ -87,7 +88,7 @@ class BedrockProvider:
 
     # -- clients ----------------------------------------------------------------------------------
     def _client(self, timeout: float) -> Any:
-        step = max([s for s in TIMEOUT_STEPS if s <= timeout] or [TIMEOUT_STEPS[0]])
+        step = timeout_step(timeout)
         client = self._clients.get(step)
         if client is not None:
             return client
@@ -175,6 +176,13 @@ class BedrockProvider:
                                             "configuration problem, not your key.", provider=p)
         log.warning("bedrock %s call failed: %s", p, type(exc).__name__)
         return errors.UpstreamError(f"Provider '{p}' failed: {type(exc).__name__}", provider=p)
+
+
+def timeout_step(timeout: float) -> float:
+    """The read timeout of the client a call with ``timeout`` seconds left uses (never above it, but 0.25 s)."""
+    if timeout >= 2:
+        return float(int(timeout))
+    return max([s for s in SHORT_STEPS if s <= timeout] or [SHORT_STEPS[0]])
 
 
 def _retry_after(headers: dict[str, str]) -> float | None:

@@ -179,8 +179,9 @@ def test_bedrock_uses_the_standard_credential_chain(fake, monkeypatch) -> None:
 def test_bedrock_clients_are_made_once_per_deadline_step_without_retries(fake) -> None:
     provider = bedrock(fake)
     short, again, full = provider._client(0.4), provider._client(0.45), provider._client(30)
-    assert short is again and short is not full
+    assert short is again and short is not full and provider._client(29.99) is not full
     assert short.meta.config.read_timeout == 0.25 and full.meta.config.read_timeout == 30
+    assert provider._client(29.99).meta.config.read_timeout == 29 and len(provider._clients) == 3
     assert full.meta.config.retries["total_max_attempts"] == 1
 
 
