@@ -53,7 +53,7 @@ def _type(schema: dict[str, Any]) -> str:
     return str(schema.get("type", "string")) + (f" ({schema['format']})" if schema.get("format") else "")
 
 
-def _operation(path: str, method: str, op: dict[str, Any]) -> dict[str, Any]:
+def _operation(path: str, method: str, op: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
     params = [{"name": p["name"], "in": p["in"], "required": p.get("required", False), "type": _type(p.get("schema", {})),
                "description": inline_md(p.get("description")), "example": p.get("example")}
               for p in op.get("parameters", [])]
@@ -67,12 +67,11 @@ def _operation(path: str, method: str, op: dict[str, Any]) -> dict[str, Any]:
                 "examples": [(name, json.dumps(ex["value"], indent=2, ensure_ascii=False)) for name, ex in examples.items()]}
     responses = []
     for status, resp in op["responses"].items():
-        if "$ref" in resp:
-            responses.append({"status": status, "ref": resp["$ref"].rsplit("/", 1)[-1], "description": None, "media": []})
-            continue
+        if "$ref" in resp:  # a shared error response: its description and the error envelope's schema
+            resp = shared[resp["$ref"].rsplit("/", 1)[-1]]
         media = [{"type": mt, "schemas": schema_names(m.get("schema")), "example": "example" in m}
                  for mt, m in resp.get("content", {}).items()]
-        responses.append({"status": status, "ref": None, "description": inline_md(resp.get("description")), "media": media})
+        responses.append({"status": status, "description": inline_md(resp.get("description")), "media": media})
     return {"id": op["operationId"], "method": method.upper(), "path": path, "summary": op["summary"],
             "description": inline_md(op.get("description")), "auth": auth_of(op.get("security", [])),
             "params": params, "body": body, "responses": responses,
@@ -86,7 +85,7 @@ def catalogue(spec: dict[str, Any]) -> list[dict[str, Any]]:
     by_name = {t["name"]: t for t in tags}
     for path, item in spec["paths"].items():
         for method, op in item.items():
-            by_name[op["tags"][0]]["ops"].append(_operation(path, method, op))
+            by_name[op["tags"][0]]["ops"].append(_operation(path, method, op, spec["components"]["responses"]))
     return [t for t in tags if t["ops"]]
 
 
