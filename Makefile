@@ -27,7 +27,10 @@ $(CHECKOV): cicd/requirements-checkov.txt | $(BIN)/python
 	@touch $@
 
 install: $(VENV)/.installed
+# The browser tests (tests/browser) drive Debian's Chromium: bin/ensure-chromium.sh installs it with apt when
+# /usr/bin/chromium is missing (and says why the tests will skip when it cannot).
 install-dev: $(VENV)/.installed-dev $(CHECKOV)
+	@bin/ensure-chromium.sh
 
 ## make run: serve the proxy on http://127.0.0.1:$${PORT:-8080} (embedded Redis and sandbox provider by default)
 run: install
