@@ -5,26 +5,25 @@ those few candidates, whether the two prompts ask the same thing. It runs, in or
 
 1. the lexical guards of :mod:`lib.cache.guards` that look for one precise kind of difference: quoted text,
    numbers, swapped directions, other terms of a closed set, names, negations and antonyms;
-2. the structural comparison of :mod:`lib.cache.structure`: an unexplained polar word ("not", "only",
-   "without", "before") refuses; when every content word has its counterpart (typos, politeness and word
-   order aside), the shared words must keep their roles ("Lisbon west of Madrid" / "Madrid west of Lisbon");
-3. the size of the rewording. A near-miss usually changes the words in one place and keeps the rest, and
-   then the embedding cannot see the change (the rest dominates it): so words replaced in one place are
-   refused whatever the similarity ("in one sentence" / "in one paragraph", "benefits" / "drawbacks"), as
-   are words added in one place when strict ("in French" / "in French and German"), and any change of
-   the instruction around shared pasted text (the pasted text dominates the vector). A rewording that
-   changes words in several places is trusted to the embedding, with a similarity bar.
+2. the question words: prompts asking "who" / "when" / "how long"... with different ones refuse;
+3. the structural comparison of :mod:`lib.cache.structure`: each content word of one prompt must have its
+   counterpart in the other (the same word, a typo, an inflection or derivation, a synonym); an unexplained
+   polar word ("not", "only", "without", "before") refuses; when every word has its counterpart, the shared
+   words must keep their roles ("Lisbon west of Madrid" / "Madrid west of Lisbon");
+4. what is left unexplained. A near-miss usually changes a few words and keeps the rest, and the embedding
+   cannot see the change (the rest dominates it), so at ``strict`` (the default) any unexplained word refuses,
+   whatever the similarity: in one place or several ("entry-level marketing job" / "senior marketing
+   director role"), added or replaced. ``balanced`` also refuses a replacement in one place (a modifier and
+   its noun count as one place), an item added to a list ("in French" / "in French and German") and any
+   change of the instruction around shared pasted text, but judges other rewordings by the similarity, at
+   ``threshold - paraphrase_slack``: more rewordings served ("capital" / "capital city"), and more
+   near-misses that add a detail.
 
-So a hit is served in two cases: the same words (modulo typos, politeness, order, synonyms) with the same
-roles, at a similarity of at least ``identical_min`` (typos lower the cosine a lot, and are safe); or a
-rewording of several words at a similarity of at least the index threshold. Measured trade-offs of the
-two levels are in API.md (``python bench/semantic_eval.py``).
-
-Levels (``strictness``): ``strict`` (the default) refuses words replaced or added in one place;
-``balanced`` also refuses a replacement in one place, but judges added words by the similarity bar, which
-it lowers a little (``paraphrase_slack``): more rewordings served ("capital" / "capital city"), and more
-near-misses that add a constraint ("in French" / "in French and German"). Pure Python; a few tenths of a millisecond
-a candidate.
+So a hit is served when the words are the same (modulo typos, politeness, order, forms and synonyms) with
+the same roles, at a similarity of at least ``identical_min`` (``synonym_min`` when synonyms were needed;
+typos lower the cosine a lot, and are safe); or, at ``balanced`` only, for a rewording at the similarity bar.
+Measured trade-offs are in API.md (``python bench/semantic_eval.py``). Pure Python; a few tenths of a
+millisecond a candidate.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 
 from lib.cache.guards import Features, analyze
 from lib.cache.guards.rules import RULES
-from lib.cache.structure import Shape, asked, compare, shape
+from lib.cache.structure import Shape, asked, compare, framing, shape
 
 STRICT = "strict"
 BALANCED = "balanced"
@@ -106,6 +105,9 @@ def verify(new: Prepared, cached: Prepared, similarity: float, *, threshold: flo
     qa, qb = asked(new.shape), asked(cached.shape)
     if qa and qb and qa != qb:
         return Verdict(False, "question differs", f"{_words(tuple(sorted(qa)))} / {_words(tuple(sorted(qb)))}")
+    fa, fb = framing(new.shape), framing(cached.shape)
+    if fa and fb and fa.isdisjoint(fb):
+        return Verdict(False, "task differs")
     d = compare(new.shape, cached.shape)
     if d.polar:
         return Verdict(False, "polarity differs", _words(d.polar))

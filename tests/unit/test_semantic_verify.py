@@ -15,7 +15,7 @@ import pytest
 from lib.cache.structure import compare, root, shape
 from lib.cache.verify import BALANCED, POLICIES, STRICT, candidate_floor, prepare, verify
 
-T = 0.80
+T = 0.89  # the shipped threshold
 
 
 def check(new: str, cached: str, similarity: float = 0.95, strictness: str = STRICT) -> str | None:
@@ -74,6 +74,8 @@ def test_roles_swapped_around_a_pivot() -> None:
 
 def test_roles_swapped_by_pronoun_case() -> None:
     assert check("They invoiced us twice. Draft a reply.", "We invoiced them twice. Draft a reply.") == "roles swapped"
+    assert check("Our tenant wants to leave early. What are our options?",
+                 "We want to leave early. What are the tenant's options?") == "roles swapped"
 
 
 def test_roles_swapped_between_quoted_names() -> None:
@@ -92,10 +94,16 @@ def test_words_differ_in_one_place_whatever_the_similarity() -> None:
 
 
 def test_words_added_in_one_place_strict_refuses_balanced_judges() -> None:
-    new, cached = "Translate the slogan into Greek and Turkish", "Translate the slogan into Greek"
+    new, cached = "What is the capital city of Peru?", "What is the capital of Peru?"
     assert check(new, cached, 0.95) == "words added"
     assert check(new, cached, 0.95, BALANCED) is None
-    assert check(new, cached, 0.70, BALANCED) == "similarity"
+    assert check(new, cached, 0.80, BALANCED) == "similarity"
+
+
+def test_an_item_added_to_a_list_refuses_at_both_levels() -> None:
+    new, cached = "Translate the slogan into Greek and Turkish", "Translate the slogan into Greek"
+    assert check(new, cached, 0.97) == "words added"
+    assert check(new, cached, 0.97, BALANCED) == "words added"
 
 
 def test_instruction_differs_around_pasted_text() -> None:
@@ -105,17 +113,50 @@ def test_instruction_differs_around_pasted_text() -> None:
     assert check("Make this memo shorter:\n" + memo, "Shorten this memo:\n" + memo, 0.99) is None
 
 
-def test_rewordings_in_several_places_need_the_threshold() -> None:
-    new, cached = "What's the quickest way to learn Excel formulas?", "How can I pick up spreadsheet formulas fast?"
-    assert check(new, cached, 0.85) is None
-    assert check(new, cached, 0.78) == "similarity"
-    assert check(new, cached, 0.77, BALANCED) is None
+def test_rewordings_in_several_places_strict_needs_them_explained_balanced_the_threshold() -> None:
+    new, cached = "How should I store fresh basil so it lasts?", "Best way to keep fresh basil from wilting"
+    assert check(new, cached, 0.99) == "words differ"  # strict: a high cosine explains nothing
+    assert check(new, cached, 0.90, BALANCED) is None
+    assert check(new, cached, 0.80, BALANCED) == "similarity"
+
+
+def test_modifier_and_head_changed_around_a_shared_word_is_one_place() -> None:
+    new, cached = "Write a cover letter for an entry-level design job", "Write a cover letter for a lead design manager role"
+    assert check(new, cached, 0.90) == "words differ"
+    assert check(new, cached, 0.90, BALANCED) == "words differ"
+
+
+def test_question_words_that_differ_refuse_at_both_levels() -> None:
+    for level in (STRICT, BALANCED):
+        assert check("Who designed the Eiffel Tower?", "When was the Eiffel Tower designed?", 0.9, level) \
+            == "question differs"
+        assert check("How long is the Brooklyn Bridge?", "When did the Brooklyn Bridge open?", 0.9, level) \
+            == "question differs"
+    assert check("Which city is the capital of Chile?", "What is the capital city of Chile?", 0.9) is None
+
+
+def test_a_short_shared_prefix_is_wording_not_pasted_text() -> None:
+    assert check("Write a query that moves all rows from archive_jobs into jobs",
+                 "Write a query that moves all rows from jobs into archive_jobs", 0.99) == "roles swapped"
+    assert check("What time is it in Denver when it's noon in Boston?",
+                 "What time is it in Boston when it's noon in Denver?", 0.99) == "roles swapped"
+
+
+def test_synonyms_forms_quotes_and_politeness_are_explained() -> None:
+    assert check("What's a good gift for a teacher?", "What's a good present for a teacher?") is None  # WordNet
+    assert check("Summarize the yearly report", "Summarize the annual report") is None  # one closed-set member
+    assert check("How do I get rid of old log files?", "How do I remove old log files?", 0.9) is None  # a phrase
+    assert check('Define "liquidity"', "Define liquidity") is None
+    assert check("Thanks in advance! How do I rename a branch in git?", "How do I rename a branch in git?") is None
+    assert check("Explain teh offside rule", "Explain the offside rule") is None
+    assert check("How do I turn off dark mode?", "How do I turn on dark mode?", 0.97) == "words differ"
+    assert diff("Which children wrote the poem?", "Which child writes the poem?").only_a == ()  # irregular forms
 
 
 def test_same_words_need_only_the_floor() -> None:
     assert check("Whats the captial of Peru", "What is the capital of Peru?", 0.61) is None
     assert check("Whats the captial of Peru", "What is the capital of Peru?", 0.55) == "similarity"
-    assert candidate_floor(0.80) == POLICIES[STRICT].identical_min
+    assert candidate_floor(T) == POLICIES[STRICT].identical_min
     assert candidate_floor(0.50) == 0.50
 
 

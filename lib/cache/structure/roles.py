@@ -3,6 +3,7 @@ See :mod:`lib.cache.structure`."""
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from difflib import SequenceMatcher
 
@@ -23,23 +24,30 @@ def _words_in(x: Shape, start: int, n: int) -> int:
     return sum(1 for k in x.kinds[start:start + n] if k != -1)
 
 
-def _runs(x: Shape, y: Shape) -> list[tuple[int, int, int]]:
-    """The runs of at least ``_RUN`` equal words of ``x`` and ``y``: (start in x, start in y, length)."""
-    blocks = SequenceMatcher(None, x.norms, y.norms, autojunk=False).get_matching_blocks()
-    return [(blk.a, blk.b, blk.size) for blk in blocks if blk.size and _words_in(x, blk.a, blk.size) >= _RUN]
+@functools.lru_cache(maxsize=256)
+def _shared(a: Shape, b: Shape) -> tuple[tuple[tuple[int, int, int], ...], bool]:
+    """The runs of at least ``_RUN`` equal words of ``a`` and ``b`` (start in a, start in b, length), and
+    whether they are pasted text: they cover at least ``_SHARE`` of each prompt."""
+    blocks = SequenceMatcher(None, a.norms, b.norms, autojunk=False).get_matching_blocks()
+    runs = tuple((blk.a, blk.b, blk.size) for blk in blocks if blk.size and _words_in(a, blk.a, blk.size) >= _RUN)
+    shared = sum(_words_in(a, i, n) for i, _, n in runs)
+    longer = max(_words_in(a, 0, len(a.kinds)), _words_in(b, 0, len(b.kinds)))
+    return runs, shared >= _RUN and shared >= _SHARE * longer
 
 
 def pasted(a: Shape, b: Shape) -> bool:
     """True when long runs the prompts share cover at least ``_SHARE`` of each of them."""
-    shared = sum(_words_in(a, i, n) for i, _, n in _runs(a, b))
-    return shared >= _RUN and shared >= _SHARE * max(_words_in(a, 0, len(a.kinds)), _words_in(b, 0, len(b.kinds)))
+    return _shared(a, b)[1]
 
 
-def instruction(x: Shape, y: Shape) -> list[int]:
-    """Positions of ``x`` outside the pasted text it shares with ``y`` (all of them when there is none)."""
-    if not pasted(x, y):
+def instruction(x: Shape, y: Shape, swapped: bool = False) -> list[int]:
+    """Positions of ``x`` outside the pasted text it shares with ``y`` (all of them when there is none);
+    ``swapped``: compute it from ``y``'s side (the same runs)."""
+    runs, is_pasted = _shared(y, x) if swapped else _shared(x, y)
+    if not is_pasted:
         return list(range(len(x.words)))
-    inside = {i for start, _, n in _runs(x, y) for i in range(start, start + n)}
+    inside = {i for ry, rx, n in runs for i in range(rx, rx + n)} if swapped else \
+        {i for rx, _, n in runs for i in range(rx, rx + n)}
     return [i for i in range(len(x.words)) if i not in inside]
 
 
@@ -95,7 +103,7 @@ def roles_swapped(a: Shape, b: Shape, rename: dict[str, str] | None = None) -> b
     moved as a whole keeps every word's marker, and no word lies between two words of different clauses in
     both orders, so it is not a swap.
     """
-    ia, ib = instruction(a, b), instruction(b, a)
+    ia, ib = instruction(a, b), instruction(b, a, swapped=True)
     if _pronoun_case_swapped(a, ia, b, ib):
         return True
     ra = _roles(a, ia, {})

@@ -34,6 +34,7 @@ class _Lexicon:
     vocab: frozenset[str]
     numbers: dict[str, str]  # "three" -> "3"
     light_phrases: dict[str, list[tuple[str, ...]]]  # first word -> light phrases starting with it
+    framing: dict[str, frozenset[int]]  # light word -> the kinds of answer it asks for
     function_long: tuple[str, ...]  # function words of 3 letters or more (their typos are those words)
 
     def is_function(self, word: str) -> bool:
@@ -66,7 +67,7 @@ def lexicon() -> _Lexicon:
                     light_long=tuple(sorted(w for w in light if len(w) >= 4 and "'" not in w)),
                     polar=classes("polar"),
                     neutral=classes("neutral"), markers=words("markers"), vocab=_tokenizer_vocab(),
-                    numbers=numbers, light_phrases=phrases,
+                    numbers=numbers, light_phrases=phrases, framing=classes("framing"),
                     function_long=tuple(sorted(w for w in function if len(w) >= 3 and w.isalpha())))
 
 
@@ -159,6 +160,16 @@ def asked(x: Shape) -> frozenset[str]:
             out.add("how " + x.words[i + 1])
         opens = (opens and k == LIGHT and w not in ("how", "what", "which")) or w in ("and", "or")
     return frozenset(out)
+
+
+def framing(x: Shape) -> frozenset[int]:
+    """The kinds of answer the light words of ``x`` ask for (a definition, advice...)."""
+    classes = lexicon().framing
+    out: frozenset[int] = frozenset()
+    for w, k in zip(x.words, x.kinds):
+        if k == LIGHT and w in classes:
+            out |= classes[w]
+    return out
 
 
 def _light_phrases(tokens: list[str], phrases: dict[str, list[tuple[str, ...]]]) -> set[int]:
