@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from lib import errors
+from lib import errors, offload
 from lib.accounting import Accounting
 from lib.balancer import attempts, cools
 from lib.cache.service import Hit, Lookup, assemble, replay_completion, replay_stream
@@ -117,9 +117,9 @@ class Gateway:
         ctx.requested_model = req.model
         ctx.stream = bool(req.stream)
         if self.policy is not None:
-            self.policy.check(_prompt_texts(req))
+            offload.cpu(lambda: self.policy.check(_prompt_texts(req)), heavy=req.heavy)
         targets, cap = self._admit(ctx, lambda models: self.limits.reserve(ctx, req, models))
-        body = req.upstream_body()
+        body = offload.cpu(req.upstream_body, heavy=req.heavy)
         if cap is not None:
             body["max_completion_tokens"] = cap  # a budget is a cap: the provider may not write past it
         return targets, body

@@ -8,7 +8,7 @@ import orjson
 
 from flask import Request, Response, current_app, g, request
 
-from lib import errors
+from lib import errors, offload
 from lib.context import RequestContext
 from lib.protocols.body import decode_json_body
 
@@ -42,7 +42,12 @@ def read_json(req: Request) -> Any:
             f"Invalid Content-Type header ({req.mimetype}); expected application/json.",
             code="invalid_content_type")
     raw = read_body(req, services().settings.max_request_bytes)
-    return decode_json_body(raw)
+    return offload.cpu(decode_json_body, raw, heavy=len(raw) >= offload.HEAVY_BYTES)
+
+
+def body_size(req: Request) -> int:
+    """Bytes of the request body already read (``read_json``)."""
+    return len(req.get_data(cache=True))
 
 
 # -- the body, read with a bound ------------------------------------------------------------------------------

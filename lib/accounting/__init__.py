@@ -8,6 +8,7 @@ a metric (through ``PriceBook``'s ``on_unpriced`` hook).
 
 from __future__ import annotations
 
+from lib import offload
 from lib.accounting import tokens
 from lib.context import RequestContext
 from lib.accounting.pricing import PriceBook
@@ -22,10 +23,9 @@ class Accounting:
         self.default_max_output = default_max_output
 
     def prompt_tokens(self, req: ChatCompletionRequest, model: str) -> int:
-        """Tokens of ``req``'s prompt as OpenAI counts them (an approximation for other providers' models)."""
-        messages = [m.model_dump(exclude_none=True) for m in req.messages]
-        tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools else None
-        return tokens.count_chat_tokens(messages, model, tools=tools)
+        """Tokens of ``req``'s prompt as OpenAI counts them (an approximation for other providers' models);
+        counted once per request and model, off the gevent loop for a large request (``lib.offload``)."""
+        return req.counted(model, lambda: offload.cpu(_count_prompt, req, model, heavy=req.heavy))
 
     def count(self, req: ChatCompletionRequest, completion_text: str, model: str | None) -> tuple[int, int]:
         """``(prompt_tokens, completion_tokens)`` counted locally."""
@@ -40,3 +40,9 @@ class Accounting:
         ctx.cost_usd, ctx.unpriced, ctx.priced = result.cost, result.unpriced, True
         if result.unpriced and (ctx.prompt_tokens or ctx.completion_tokens):
             ctx.headers["x-aiproxy-unpriced"] = "true"
+
+
+def _count_prompt(req: ChatCompletionRequest, model: str) -> int:
+    messages = [m.model_dump(exclude_none=True) for m in req.messages]
+    tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools else None
+    return tokens.count_chat_tokens(messages, model, tools=tools)

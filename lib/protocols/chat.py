@@ -6,11 +6,11 @@ so a new OpenAI parameter does not need a proxy release. Everything the proxy it
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from lib import errors
+from lib import errors, offload
 from lib.protocols import friendly_error
 from lib.protocols.structured import check_json_schema_format
 
@@ -151,6 +151,9 @@ class ChatCompletionRequest(BaseModel):
     # A native request of another protocol this one was translated from (``{provider type: payload}``),
     # for the adapter of that type to send as it is. Set only by ingress code, never from a client's JSON.
     _native: dict[str, Any] | None = PrivateAttr(default=None)
+    # The size of the JSON body it was parsed from (0 when unknown) and its prompt tokens by model, counted once.
+    _size: int = PrivateAttr(default=0)
+    _prompt_tokens: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @field_validator("stop")
     @classmethod
@@ -171,12 +174,33 @@ class ChatCompletionRequest(BaseModel):
         """The caller's cap on output tokens (``max_completion_tokens`` wins over ``max_tokens``)."""
         return self.max_completion_tokens or self.max_tokens
 
+    @property
+    def heavy(self) -> bool:
+        """True for a request large enough to be worked on off the gevent loop (``lib.offload``)."""
+        return self._size >= offload.HEAVY_BYTES or len(self.messages) > offload.HEAVY_MESSAGES
+
+    def sized(self, size: int) -> "ChatCompletionRequest":
+        """Note the size of the body this request came from (see ``heavy``); returns ``self``."""
+        self._size = size
+        return self
+
+    def counted(self, model: str, count: Callable[[], int]) -> int:
+        """The prompt tokens of this request for ``model``: ``count()`` the first time, remembered after."""
+        if model not in self._prompt_tokens:
+            self._prompt_tokens[model] = count()
+        return self._prompt_tokens[model]
+
     def upstream_body(self) -> dict[str, Any]:
         """The request as a plain dict for providers, without unset fields and proxy-only fields.
 
         Keys a client sent starting with ``_`` are dropped (no provider parameter does; the proxy's own
         ``NATIVE_FIELD`` is one, set only from ``with_native``)."""
-        body = self.model_dump(exclude_none=True, exclude_unset=False)
+        if self.heavy:  # one message at a time, so the worker's other requests get the GIL in between
+            rest = self.model_dump(exclude_none=True, exclude={"messages"})
+            body = {"model": rest.pop("model"), "messages": [m.model_dump(exclude_none=True) for m in self.messages],
+                    **rest}  # model and messages are the first two fields: the order of a whole dump
+        else:
+            body = self.model_dump(exclude_none=True, exclude_unset=False)
         for proxy_only in PROXY_ONLY_FIELDS:
             body.pop(proxy_only, None)
         for name in [k for k in body if k.startswith("_")]:

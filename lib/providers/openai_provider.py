@@ -30,7 +30,7 @@ from typing import Any, Iterator
 import httpx
 import orjson
 
-from lib import errors
+from lib import errors, offload
 from lib.providers.base import ProviderConfig, convert_httpx_error, failed, parse_retry_after
 from lib.providers.httpjson import ClosingStream, sse_events
 from lib.providers.registry import ProviderType
@@ -128,7 +128,7 @@ class OpenAIProvider:
         if not self._headers:
             raise errors.UpstreamUnavailable(f"Provider '{self.name}' is not configured (no API key)",
                                              provider=self.name)
-        content = _dumps(payload)
+        content = offload.cpu(_dumps, payload, heavy=len(payload.get("messages") or ()) > offload.HEAVY_MESSAGES)
         url = self._url(path, model)
         start = next(self._counter)
         count = len(self._headers)

@@ -6,9 +6,10 @@ from typing import Any, Iterator
 
 from flask import Blueprint, Response, request
 
+from lib import offload
 from lib.gateway import body_text
 from lib.protocols.chat import parse_chat_request
-from src.http import authenticate, context, json_response, read_json, services, to_json
+from src.http import authenticate, body_size, context, json_response, read_json, services, to_json
 
 bp = Blueprint("chat", __name__)
 
@@ -22,7 +23,8 @@ def chat_completions() -> Response:
     data = read_json(request)
     if svc.settings.log_bodies:
         ctx.request_body = body_text(request.get_data(as_text=True))
-    req = parse_chat_request(data)
+    size = body_size(request)
+    req = offload.cpu(parse_chat_request, data, heavy=size >= offload.HEAVY_BYTES).sized(size)
     ctx.cache_lookup, ctx.cache_store = cache_controls(request.headers, data)
     if req.stream:
         chunks = svc.gateway.stream(ctx, req)

@@ -26,7 +26,7 @@ from lib.protocols.params import MESSAGES, renamed
 from lib.providers.anthropic import AnthropicProvider
 from lib.providers.sandbox import SandboxProvider
 from src.errors import error_response
-from src.http import authenticate, context, json_response, read_json, services
+from src.http import authenticate, body_size, context, json_response, read_json, services
 from src.views.chat import cache_controls
 
 bp = Blueprint("messages", __name__)
@@ -93,7 +93,7 @@ def create_message() -> Response:
     ctx.requested_model = req.model
     native, served_by, lenient = _served_by(svc, ctx, req.model)
     with renamed(MESSAGES):
-        chat = to_chat(req, served_by=served_by, lenient=lenient)
+        chat = to_chat(req, served_by=served_by, lenient=lenient).sized(body_size(request))
         if native:
             chat.with_native("anthropic", {"body": native_body(data), "beta": beta.strip() if beta else None})
         ctx.cache_lookup, ctx.cache_store = cache_controls(request.headers, data)

@@ -17,7 +17,7 @@ from lib.protocols.responses import dump_items, input_items, load_items, parse_r
 from lib.protocols.responses_chat import to_chat
 from lib.protocols.responses_out import EventStream, ResponseShape
 from lib.protocols.responses_store import ResponseStore
-from src.http import authenticate, context, json_response, read_json, services
+from src.http import authenticate, body_size, context, json_response, read_json, services
 from src.views.chat import cache_controls
 
 bp = Blueprint("responses", __name__)
@@ -53,7 +53,7 @@ def create_response() -> Response:
             raise errors.NotFound(f"Previous response with id '{req.previous_response_id}' not found.",
                                   param="previous_response_id")
         history = load_items(stored.get("items") or [])
-    chat = to_chat(req, history)
+    chat = to_chat(req, history).sized(body_size(request))
     ctx.cache_lookup, ctx.cache_store = cache_controls(request.headers, data)
     shape = ResponseShape(req, proxy_id=ctx.proxy_id)
     conversation = dump_items([*history, *input_items(req)])
