@@ -27,6 +27,7 @@ NAV = (("/", "Home"), ("/chat", "Chat"), ("/keys", "Keys"), ("/logs", "Logs"), (
        ("/docs", "API docs"))
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
+
 def _csp(nonce: str) -> str:
     return "; ".join((
         "default-src 'self'",

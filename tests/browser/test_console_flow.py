@@ -114,6 +114,24 @@ def test_issue_chat_find_see_revoke(open_page, site):
     assert [r for r in requests if r.url.endswith("/v1/chat/completions")][-1].headers.get("cache-control") == "no-cache"
     page.uncheck("#nocache")
 
+    # Tools and JSON mode (not streamed): the sandbox calls the tool, then answers a JSON object.
+    page.click("#options > summary") if not page.is_visible("#tools-on") else None
+    page.uncheck("#stream")
+    page.check("#tools-on")
+    page.fill("#message", "Weather in Paris?")
+    page.click("#send")
+    call = page.locator(".msg.assistant").last.locator(".tool-call")
+    expect(call).to_contain_text("tool call: get_weather")
+    assert '"city"' in call.inner_text()
+    page.uncheck("#tools-on")
+    page.check("#json-mode")
+    page.fill("#message", "A colour as JSON")
+    page.click("#send")
+    expect(page.locator(".msg.assistant").last.locator(".meta")).to_contain_text("total")
+    assert '"sandbox"' in page.locator(".msg.assistant").last.locator(".bubble").inner_text()
+    page.uncheck("#json-mode")
+    page.check("#stream")
+
     # View code: curl, Python and Node for the request, in ARIA tabs that arrow keys move between.
     page.fill("#message", "What is in the code view?")
     page.click("#view-code")
@@ -127,8 +145,8 @@ def test_issue_chat_find_see_revoke(open_page, site):
     # -- /logs: the request is there, and its detail --------------------------------------------------------
     page.goto("/logs")
     page.click("#apply")
-    expect(page.locator("tr.rec")).to_have_count(3)
-    assert page.locator("tr.rec").first.locator(".pill", has_text="bypass").count() == 1  # newest first
+    expect(page.locator("tr.rec")).to_have_count(5)
+    assert page.locator("tr.rec").nth(2).locator(".pill", has_text="bypass").count() == 1  # newest first
     page.goto(log_href)  # the playground's link: /logs?id=<proxy_id>
     page.wait_for_selector("#detail[open] .detail-grid")
     detail = page.inner_text("#detail-body")
@@ -142,20 +160,20 @@ def test_issue_chat_find_see_revoke(open_page, site):
     assert "hit-exact" in page.inner_text("#detail-body")
     page.keyboard.press("Escape")
 
-    # -- /dashboard: the three requests, by the model asked for, as CSV ---------------------------------------
+    # -- /dashboard: the five requests, by the model asked for, as CSV ---------------------------------------
     page.goto("/dashboard")
     page.click("#load")
     page.wait_for_selector("#status:has-text('loaded in')")
-    assert page.inner_text("#stat-requests .value") == "3"
+    assert page.inner_text("#stat-requests .value") == "5"
     ticks = page.eval_on_selector_all("#chart text.axis", "ts => ts.map(t => t.textContent)")
     y = [t for t in ticks if not re.fullmatch(r"\d\d-\d\d", t)]
     assert y == sorted(set(y), key=y.index) and all(re.fullmatch(r"\d+", t) for t in y)  # 0 1 2 3, never "0 0 1 1"
     assert page.locator("#bd-panel th[scope=row]", has_text="sandbox").count() == 1
-    assert "3 requests, all at $0" in page.text_content("#chart-cost")  # not "No usage" over free requests
+    assert "5 requests, all at $0" in page.text_content("#chart-cost")  # not "No usage" over free requests
     with page.expect_download() as dl:
         page.click("#csv")
     rows = list(csv.reader(io.StringIO(dl.value.path().read_text())))
-    assert rows[0][:3] == ["Model asked for", "Requests", "Errors"] and rows[1][:2] == ["sandbox", "3"]
+    assert rows[0][:3] == ["Model asked for", "Requests", "Errors"] and rows[1][:2] == ["sandbox", "5"]
     page.click("#scope button[data-scope=master]")
     page.fill("#key", MASTER)
     page.click("#load")
