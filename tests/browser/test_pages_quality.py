@@ -163,3 +163,25 @@ def test_tabs_and_dialogs_by_keyboard(open_page, data):
     page.keyboard.press("Escape")
     assert not page.is_visible("#edit")
     page.watch.check()
+
+
+def test_dashboard_empty_state_and_no_stale_numbers(open_page, site, data):
+    """A key with no traffic gets an empty state that says what to do; after an error the numbers go, rather
+    than the previous key's staying on screen."""
+    fresh = issue_key(site, user_id="nobody-yet")["key"]
+    page = open_page("390", "light", storage={"aiproxy.gatewayKey": data["aiproxy.gatewayKey"]})
+    page.goto("/dashboard")
+    page.wait_for_selector("#status:has-text('loaded in')")
+    assert page.inner_text("#stat-requests .value") not in ("0", "–")
+    page.watch.expected_http.append(401)
+    page.fill("#key", "sk-aip-0123456789abcdef-" + "B" * 43)
+    page.click("#load")
+    page.wait_for_selector("#status.error-box")
+    assert page.inner_text("#stat-requests .value") == "–" and "No data loaded" in page.inner_text("#bd-panel")
+    assert "Load usage to see this chart" in page.text_content("#chart")
+    page.fill("#key", fresh)
+    page.click("#load")
+    page.wait_for_selector("#status:has-text('loaded in')")
+    assert page.is_visible("#empty") and "Chat playground" in page.inner_text("#empty")
+    assert "No requests in this range" in page.text_content("#chart")
+    page.watch.check()
