@@ -29,6 +29,9 @@ PARTS = {"semantic_pairs.jsonl": "development", "semantic_pairs_tuned.jsonl": "d
          "semantic_pairs_heldout.jsonl": "development", "semantic_pairs_holdout2.jsonl": "development",
          "semantic_pairs_holdout3.jsonl": "held-out"}
 HELD_OUT = "semantic_pairs_holdout3.jsonl"
+# its single evaluation after freeze (2), strict at 0.89: 55.7% of 221 rewordings hit, 1 of 285 different
+# requests served a wrong answer (0.4%: "budget minus actual" / "actual minus budget", "actual" being taken
+# for the light word "actually"); the method was not changed after it
 # written with their own "kind" field by someone who never saw the method
 INDEPENDENT = {"semantic_pairs_holdout2.jsonl", HELD_OUT}
 # development parts run here (the others take too long for one test: bench/semantic_eval.py runs them), with
