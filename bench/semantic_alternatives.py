@@ -155,7 +155,7 @@ def main() -> int:
     args = parser.parse_args()
     t = args.threshold
     parts = E.load_parts()
-    tuned = [p for ps in parts.values() for p in ps if p["role"] == "tuned"]
+    tuned = [p for ps in parts.values() for p in ps if p["role"] == "development"]
     held = [p for ps in parts.values() for p in ps if p["role"] == "held-out"]
     embedder = Embedder(threads=2)
     E.score(tuned + held, embedder)
