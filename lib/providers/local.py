@@ -58,10 +58,12 @@ class LocalProvider:
         self._config = config
         self._path = str(config.extra.get("path") or "")
         self._runner: Any = None
+        # Checked once: the model server loads from this directory at start; a stat per request buys nothing.
+        self._configured = bool(self._path) and (Path(self._path) / "config.json").is_file()
 
     def configured(self) -> bool:
-        """True when the model directory exists (the weights load in the model's server)."""
-        return bool(self._path) and (Path(self._path) / "config.json").is_file()
+        """True when the model directory held a model when the instance was made (the server loads it)."""
+        return self._configured
 
     def _run(self, body: dict[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
         request = self._request(body)
