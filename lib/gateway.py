@@ -8,7 +8,6 @@ HTTP, calls ``complete`` or ``stream`` here, and serializes what comes back.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -117,7 +116,7 @@ class Gateway:
         ctx.requested_model = req.model
         ctx.stream = bool(req.stream)
         if self.policy is not None:
-            offload.cpu(lambda: self.policy.check(_prompt_texts(req)), heavy=req.heavy)
+            offload.cpu(lambda: self.policy.check(req.prompt_texts()), heavy=req.heavy)
         targets, cap = self._admit(ctx, lambda models: self.limits.reserve(ctx, req, models))
         body = offload.cpu(req.upstream_body, heavy=req.heavy)
         if cap is not None:
@@ -200,37 +199,12 @@ class Gateway:
         return self._relay(ctx, req, upstream, first, lookup)
 
     def _cache_lookup(self, ctx: RequestContext, body: dict[str, Any], target: Target) -> tuple[Hit | None, Lookup | None]:
-        """Look the request up in the cache; fills ``ctx.cache*``. Returns the hit (if any) and lookup info."""
-        if self.cache is None or not self.cache.eligible(body, ctx) or not (ctx.cache_lookup or ctx.cache_store):
+        """Look the request up in the cache under the first target's scope (``CacheService.consult``)."""
+        if self.cache is None:
             ctx.cache = ctx.headers["x-aiproxy-cache"] = "bypass"
             return None, None
         provider, model = target.scope
-        hit, lookup = self.cache.lookup(ctx, body, provider=provider, model=model)
-        if lookup.entry_key is None:
-            ctx.cache = ctx.headers["x-aiproxy-cache"] = "bypass"
-            return None, None
-        if hit is None:
-            ctx.cache = "miss" if ctx.cache_lookup else "bypass"
-            ctx.headers["x-aiproxy-cache"] = ctx.cache
-            if lookup.veto_reason:  # a near one was found and refused: say which check, and how near
-                ctx.cache_veto = lookup.veto_reason
-                ctx.cache_similarity = None if lookup.veto_similarity is None else float(lookup.veto_similarity)
-            return None, lookup
-        ctx.cache = hit.kind
-        ctx.cache_similarity = hit.similarity
-        ctx.cache_entry = hit.answer.source_proxy_id
-        ctx.provider = "cache"
-        ctx.model = hit.answer.completion.get("model") or ctx.model
-        ctx.prompt_tokens = ctx.completion_tokens = 0
-        ctx.usage_source = "cache"
-        ctx.saved_tokens = hit.answer.prompt_tokens + hit.answer.completion_tokens
-        ctx.saved_cost_usd = hit.answer.cost_usd
-        ctx.cost_usd = 0 if hit.answer.cost_usd is not None else None
-        ctx.headers["x-aiproxy-cache"] = hit.kind
-        if hit.similarity is not None:
-            ctx.headers["x-aiproxy-cache-similarity"] = f"{hit.similarity:.4f}"
-        ctx.mark_first_byte()
-        return hit, lookup
+        return self.cache.consult(ctx, body, provider=provider, model=model)
 
     def _replay(self, ctx: RequestContext, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         parts: list[str] = []
@@ -451,16 +425,6 @@ def _close(it: Iterator[Any]) -> None:
             log.debug("closing upstream stream raised", exc_info=True)
 
 
-def _prompt_texts(req: ChatCompletionRequest) -> list[str]:
-    texts = []
-    for m in req.messages:
-        if isinstance(m.content, str):
-            texts.append(m.content)
-        elif m.content:
-            texts.extend(p.text for p in m.content if getattr(p, "type", None) == "text")
-    return texts
-
-
 def _completion_text(result: dict[str, Any]) -> str:
     out = []
     for choice in result.get("choices") or []:
@@ -469,11 +433,3 @@ def _completion_text(result: dict[str, Any]) -> str:
         for call in message.get("tool_calls") or []:
             out.append((call.get("function") or {}).get("arguments") or "")
     return "".join(out)
-
-
-def body_text(data: Any) -> str | None:
-    """``data`` as the text a request log keeps (strings as they are, anything else as JSON). Not cut here:
-    ``UsageStore`` cuts every logged body once, to ``LOG_BODY_MAX_CHARS``, saying how long it was."""
-    if data is None:
-        return None
-    return data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)

@@ -79,6 +79,41 @@ class CacheService:
         """Single-choice requests from keys with caching on."""
         return (body.get("n") in (None, 1)) and (ctx.key is None or ctx.key.cache)
 
+    def consult(self, ctx: RequestContext, body: dict[str, Any], *, provider: str,
+                model: str) -> tuple[Hit | None, Lookup | None]:
+        """The cache's part of a request: ``lookup`` when the request may use the cache, and the context filled
+        with the outcome (``cache``, the ``x-aiproxy-cache*`` headers, a refused near candidate, and for a hit its
+        zero usage, the saved tokens and cost). Returns the hit (if any) and the lookup (``None``: bypassed)."""
+        if not self.eligible(body, ctx) or not (ctx.cache_lookup or ctx.cache_store):
+            ctx.cache = ctx.headers["x-aiproxy-cache"] = "bypass"
+            return None, None
+        hit, lookup = self.lookup(ctx, body, provider=provider, model=model)
+        if lookup.entry_key is None:
+            ctx.cache = ctx.headers["x-aiproxy-cache"] = "bypass"
+            return None, None
+        if hit is None:
+            ctx.cache = "miss" if ctx.cache_lookup else "bypass"
+            ctx.headers["x-aiproxy-cache"] = ctx.cache
+            if lookup.veto_reason:  # a near one was found and refused: say which check, and how near
+                ctx.cache_veto = lookup.veto_reason
+                ctx.cache_similarity = None if lookup.veto_similarity is None else float(lookup.veto_similarity)
+            return None, lookup
+        ctx.cache = hit.kind
+        ctx.cache_similarity = hit.similarity
+        ctx.cache_entry = hit.answer.source_proxy_id
+        ctx.provider = "cache"
+        ctx.model = hit.answer.completion.get("model") or ctx.model
+        ctx.prompt_tokens = ctx.completion_tokens = 0
+        ctx.usage_source = "cache"
+        ctx.saved_tokens = hit.answer.prompt_tokens + hit.answer.completion_tokens
+        ctx.saved_cost_usd = hit.answer.cost_usd
+        ctx.cost_usd = 0 if hit.answer.cost_usd is not None else None
+        ctx.headers["x-aiproxy-cache"] = hit.kind
+        if hit.similarity is not None:
+            ctx.headers["x-aiproxy-cache-similarity"] = f"{hit.similarity:.4f}"
+        ctx.mark_first_byte()
+        return hit, lookup
+
     def lookup(self, ctx: RequestContext, body: dict[str, Any], *, provider: str, model: str) -> tuple[Hit | None, Lookup]:
         """Find a stored answer for ``body``: exact first, then semantic. Never raises. A hit sets the
         ``x-aiproxy-provider`` header a live answer would carry (entries are keyed by provider, so it is the

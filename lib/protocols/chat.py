@@ -184,6 +184,16 @@ class ChatCompletionRequest(BaseModel):
         self._size = size
         return self
 
+    def prompt_texts(self) -> list[str]:
+        """The text of every message (string contents and text parts), for the content policy."""
+        texts = []
+        for m in self.messages:
+            if isinstance(m.content, str):
+                texts.append(m.content)
+            elif m.content:
+                texts.extend(p.text for p in m.content if getattr(p, "type", None) == "text")
+        return texts
+
     def counted(self, model: str, count: Callable[[], int]) -> int:
         """The prompt tokens of this request for ``model``: ``count()`` the first time, remembered after."""
         if model not in self._prompt_tokens:

@@ -155,3 +155,11 @@ def billing_line(record: RequestRecord) -> str:
 
 
 _FIELDS = dataclasses.fields(RequestRecord)
+
+
+def body_text(data: Any) -> str | None:
+    """``data`` as the text a request log keeps (strings as they are, anything else as JSON). Not cut here:
+    ``UsageStore`` cuts every logged body once, to ``LOG_BODY_MAX_CHARS``, saying how long it was."""
+    if data is None:
+        return None
+    return data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)

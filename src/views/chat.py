@@ -7,7 +7,7 @@ from typing import Any, Iterator
 from flask import Blueprint, Response, request
 
 from lib import offload
-from lib.gateway import body_text
+from lib.records.requestlog import body_text
 from lib.protocols.chat import parse_chat_request
 from src.http import authenticate, body_size, context, json_response, read_json, services, to_json
 

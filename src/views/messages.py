@@ -19,7 +19,7 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from lib import errors
-from lib.gateway import body_text
+from lib.records.requestlog import body_text
 from lib.protocols.messages import CountTokensRequest, MessagesRequest, check_headers, native_body, parse, to_chat
 from lib.protocols.messages_out import EventStream, error_of, from_completion
 from lib.protocols.params import MESSAGES, renamed

@@ -11,7 +11,7 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 
 from lib import errors
-from lib.gateway import body_text
+from lib.records.requestlog import body_text
 from lib.protocols.params import RESPONSES, renamed
 from lib.protocols.responses import dump_items, input_items, load_items, parse_responses_request
 from lib.protocols.responses_chat import to_chat
