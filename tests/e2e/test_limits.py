@@ -76,7 +76,9 @@ def test_rpm_exact_across_two_processes(pair):
 
 def test_budget_never_overspent_under_concurrency(pair, upstream):
     marker = uuid.uuid4().hex[:8]
-    content = f"budget probe {marker} [fake:slow=1.5]"
+    # The upstream holds each answer long enough that all 20 reserve before the first settles (a settled
+    # request frees most of its worst case, and a 6th would then fit honestly): 4 s even on a loaded machine.
+    content = f"budget probe {marker} [fake:slow=4]"
     messages = [{"role": "user", "content": content}]
     prompt = tokens.count_chat_tokens(messages, "gpt-4o-mini")
     worst = PriceBook.load(None).worst_case_cost(prompt, 1000, "gpt-4o-mini")
