@@ -77,14 +77,13 @@ class AzureOpenAIProvider(OpenAIProvider):
                 continue  # the prompt-filter chunk: nothing for OpenAI clients
             yield _strip(chunk, self.name)
 
-    def _status_error(self, response: httpx.Response) -> errors.UpstreamError:
+    def _status_error(self, response: httpx.Response, text: str) -> errors.UpstreamError:
         if response.status_code == 400:
-            text = response.text if response.is_closed else ""
             body = error_object(text)
             if _is_content_filter(body):
                 return failed(errors.UpstreamBadRequest(_filter_message(body), provider=self.name, param="messages",
                                                         code="content_policy_violation"), text, 400)
-        return super()._status_error(response)
+        return super()._status_error(response, text)
 
 
 def _strip(data: dict[str, Any], provider: str) -> dict[str, Any]:

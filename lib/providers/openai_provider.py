@@ -110,7 +110,7 @@ class OpenAIProvider:
         payload.setdefault("messages", [])
         payload["stream"] = True
         payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        response = self._post("chat/completions", model, payload, timeout, stream=True)
+        response = self._post("chat/completions", model, payload, timeout)
         return ClosingStream(self._iterate(response), response.close)
 
     def embed(self, body: dict[str, Any], *, model: str, timeout: float) -> dict[str, Any]:
@@ -121,10 +121,9 @@ class OpenAIProvider:
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _post(self, path: str, model: str, payload: dict[str, Any], timeout: float, *,
-              stream: bool = False) -> httpx.Response:
+    def _post(self, path: str, model: str, payload: dict[str, Any], timeout: float) -> httpx.Response:
         """POST ``payload`` starting at the next key; on 401/429 try the following keys once each. Returns a
-        response below 400 (still open when ``stream``)."""
+        response below 400, its body not read yet (``_json`` or ``_iterate`` reads and closes it)."""
         if not self._headers:
             raise errors.UpstreamUnavailable(f"Provider '{self.name}' is not configured (no API key)",
                                              provider=self.name)
@@ -136,27 +135,27 @@ class OpenAIProvider:
             index = (start + attempt) % count
             request = self._http.build_request("POST", url, content=content, headers=self._headers[index],
                                                timeout=httpx.Timeout(timeout))
-            try:
-                response = self._http.send(request, stream=stream)
+            try:  # the body is read below (or by the caller), so a status arrives even when its body breaks off
+                response = self._http.send(request, stream=True)
             except httpx.HTTPError as exc:
                 raise convert_httpx_error(exc, self.name) from exc
             if response.status_code < 400:
                 return response
             try:
-                response.read()
-            except httpx.HTTPError:
-                pass
+                text = response.read().decode("utf-8", "replace")
+            except httpx.HTTPError:  # the error body broke off: the status still says what happened
+                text = ""
             finally:
                 response.close()
             if response.status_code in _ROTATE_ON and attempt + 1 < count:
                 log.warning("%s key #%d got HTTP %s, trying the next key", self.name, index, response.status_code)
                 continue
-            raise self._status_error(response)
+            raise self._status_error(response, text)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _status_error(self, response: httpx.Response) -> errors.UpstreamError:
-        """The gateway error for an upstream answer of 400 or more; its body goes to the owner's log only."""
-        text = response.text if response.is_closed else ""
+    def _status_error(self, response: httpx.Response, text: str) -> errors.UpstreamError:
+        """The gateway error for an upstream answer of 400 or more (``text``: its body, which goes to the
+        owner's log only)."""
         return failed(errors.from_status(response.status_code, _safe_message(error_object(text), response.status_code),
                                          provider=self.name, retry_after=parse_retry_after(response.headers)),
                       text, response.status_code)
@@ -164,12 +163,12 @@ class OpenAIProvider:
     def _json(self, response: httpx.Response) -> dict[str, Any]:
         """The JSON object of a successful answer. Raises ``UpstreamError`` (retryable) when it is not one."""
         try:
-            data = orjson.loads(response.read())
+            data = loads(response.read())
         except httpx.TimeoutException as exc:
             raise errors.UpstreamTimeout(f"Provider '{self.name}' did not answer in time", provider=self.name) from exc
         except httpx.HTTPError as exc:
             raise errors.UpstreamError(f"Provider '{self.name}' broke off its answer", provider=self.name) from exc
-        except orjson.JSONDecodeError as exc:
+        except ValueError as exc:
             raise errors.UpstreamError(f"Provider '{self.name}' sent a response that is not JSON",
                                        provider=self.name) from exc
         finally:
@@ -180,19 +179,19 @@ class OpenAIProvider:
 
     def _iterate(self, response: httpx.Response) -> Iterator[dict[str, Any]]:
         try:
-            done = False
-            for event, data in sse_events(response, self.name):
-                if done or data.startswith("[DONE]"):
-                    done = True  # read on to the end, so the connection goes back to the pool
-                    continue
+            events = sse_events(response, self.name)
+            for event, data in events:
+                if data.startswith("[DONE]"):
+                    _drain(events)
+                    return
                 try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError as exc:
+                    chunk = loads(data)
+                except ValueError as exc:
                     raise errors.UpstreamError(f"Provider '{self.name}' sent a stream event that is not JSON",
                                                provider=self.name) from exc
                 if isinstance(chunk, dict) and chunk.get("error"):
                     raise self._stream_error(chunk["error"])
-                if event is None and isinstance(chunk, dict):
+                if event in (None, "message") and isinstance(chunk, dict):  # "message" is SSE's default name
                     yield chunk
         finally:
             response.close()
@@ -210,6 +209,26 @@ def _payload(body: dict[str, Any], model: str, drop: tuple[str, ...] = ()) -> di
     return payload
 
 
+def loads(raw: bytes | str) -> Any:
+    """JSON from an upstream: orjson, or the stdlib for what orjson refuses and some servers send (``NaN``,
+    ``-Infinity`` in logprobs, a byte-order mark). Raises ``ValueError``."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw.lstrip("\ufeff")
+        return json.loads(text)
+
+
+def _drain(events: Iterator[Any]) -> None:
+    """Read a finished stream on to its end, so its connection goes back to the pool (as the SDK did). The
+    answer is already whole: a connection that breaks or stalls now is only closed, never an error."""
+    try:
+        for _ in events:
+            pass
+    except (errors.UpstreamError, httpx.HTTPError):
+        pass
+
+
 def _dumps(payload: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(payload)
@@ -220,8 +239,8 @@ def _dumps(payload: dict[str, Any]) -> bytes:
 def error_object(text: str) -> Any:
     """An error body's ``error`` object (or the whole body, parsed when it is JSON)."""
     try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        data = loads(text)
+    except ValueError:
         return text
     return data.get("error", data) if isinstance(data, dict) else data
 

@@ -56,6 +56,7 @@ def _probe(mode: str) -> tuple[int, str, str]:
     out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, timeout=60, check=True,
                          cwd=root)
     ticks, thread, raised = out.stdout.split()
+    assert "Traceback" not in out.stderr, out.stderr  # an exception is raised in the caller, not printed by gevent
     return int(ticks), thread, raised
 
 
