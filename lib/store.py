@@ -235,6 +235,7 @@ def connect(url: str, *, timeout: float = 0.5, max_connections: int = 200, pool_
         health_check_interval=30,
         decode_responses=False,
         retry=retry,
+        driver_info=None,  # no CLIENT SETINFO: two round trips less per new connection (a burst opens hundreds)
         **extra,
     )
     return redis.Redis(connection_pool=pool)
