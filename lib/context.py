@@ -31,6 +31,7 @@ class RequestContext:
     error_code: str | None = None
     error_message: str | None = None
     upstream_error: str | None = None  # what a failing provider said (owner's log only, when bodies are kept)
+    attempts: list[str] = field(default_factory=list)  # ``provider/model: status code`` of each failed attempt
     ttfb_ms: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0

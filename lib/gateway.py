@@ -339,6 +339,7 @@ class Gateway:
     # -- after the call ----------------------------------------------------------------------------
     def _attempt_failed(self, ctx: RequestContext, target: Target, exc: errors.UpstreamError) -> errors.UpstreamError:
         ctx.provider, ctx.model = target.provider.name, target.model
+        ctx.attempts.append(f"{target.deployment or target.provider.name + '/' + target.model}: {exc.status} {exc.code}")
         self._keep_upstream_error(ctx, exc)
         log.warning("proxy_id=%s provider=%s model=%s failed: %s %s", ctx.proxy_id, target.provider.name,
                     target.model, exc.status, exc.code)

@@ -36,6 +36,7 @@ def record_of(ctx: RequestContext) -> RequestRecord:
         request_body=ctx.request_body, response_body=ctx.response_body, error_message=ctx.error_message,
         request_id=ctx.request_id,
         upstream_error=ctx.upstream_error, budget_clamped=ctx.budget_clamped, deployment=ctx.deployment,
+        failed_attempts="; ".join(ctx.attempts) or None,
     )
 
 

@@ -76,6 +76,7 @@ class RequestRecord:
     upstream_error: str | None = None
     budget_clamped: bool = False
     deployment: str | None = None  # the load-balanced deployment that answered (``instance/model``)
+    failed_attempts: str | None = None  # ``provider/model: status code`` of each attempt that failed, ``; ``-joined
 
     @property
     def total_tokens(self) -> int:

@@ -186,6 +186,8 @@ _LOG_NOTES = {
     "cache_similarity": "Cosine similarity of a semantic hit (or of the nearest refused candidate).",
     "upstream_error": "What a failing provider said before a fallback answered or the request failed (the "
                       "owner's log, when bodies are kept).",
+    "failed_attempts": "Each attempt that failed before the answer (or the error), as 'provider/model: status code', "
+                       "joined with '; '; null when the first attempt answered.",
     "request_body": "Only in GET /api/logs/{proxy_id}, when LOG_BODIES is on.",
     "response_body": "Only in GET /api/logs/{proxy_id}, when LOG_BODIES is on.",
 }

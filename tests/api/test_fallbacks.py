@@ -57,6 +57,10 @@ def test_fallback_on_upstream_failure(routed, fake):
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.headers["x-aiproxy-provider"] == "openai"
     assert [r.path for r in fake.requests[-2:]] == ["/v1/messages", "/v1/chat/completions"]
+    resp.close()  # the record is written when the answer is closed
+    log = client.get(f"/api/logs/{resp.headers['x-aiproxy-id']}", headers=h).get_json()
+    assert log["failed_attempts"] == "anthropic/claude-3-5-haiku-20241022: 502 upstream_error"  # what was tried first
+    assert log["provider"] == "openai" and log["status"] == 200
 
 
 def test_fallback_chain_then_last_error(routed, fake):
