@@ -36,12 +36,14 @@ def _timeout(request: httpx.Request) -> urllib3.Timeout:
 
 def _convert(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
     """The httpx exception for a urllib3 one (``lib.providers.base.convert_httpx_error`` maps those on)."""
+    if isinstance(exc, (NewConnectionError, SSLError)):  # first: urllib3 makes NewConnectionError a ConnectTimeoutError
+        if "timed out" in str(exc).lower():
+            return httpx.ConnectTimeout(str(exc), request=request)
+        return httpx.ConnectError(str(exc), request=request)
     if isinstance(exc, ConnectTimeoutError):
         return httpx.ConnectTimeout(str(exc), request=request)
     if isinstance(exc, ReadTimeoutError):
         return httpx.ReadTimeout(str(exc), request=request)
-    if isinstance(exc, (NewConnectionError, SSLError)):
-        return httpx.ConnectError(str(exc), request=request)
     if isinstance(exc, ProtocolError):
         return httpx.RemoteProtocolError(str(exc), request=request)
     return httpx.TransportError(str(exc), request=request)
