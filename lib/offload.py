@@ -3,9 +3,9 @@
 A gevent worker runs all its requests on one OS thread: a request body of tens of thousands of messages
 (decoding it, validating it, counting its tokens, building the upstream body) would hold that thread for
 as long as the work takes, and every other request of the worker would wait. ``cpu(fn, ..., heavy=True)``
-runs ``fn`` on one of a few native threads of the worker (a gevent thread pool of its own) instead: the waiting greenlet yields, the
-others go on, and the interpreter hands the GIL back and forth every ``sys.getswitchinterval()`` (5 ms) —
-tiktoken's encoder releases it altogether. Small work runs inline: a thread hop costs ~50 µs.
+runs ``fn`` on one of a few native threads of the worker (a gevent thread pool of its own) instead: the
+waiting greenlet yields, the others go on, and the interpreter hands the GIL back and forth every
+``sys.getswitchinterval()`` (5 ms) — tiktoken's encoder releases it altogether. Small work runs inline: a thread hop costs ~50 µs.
 
 Only pure functions go there (no Redis, no sockets, no Flask globals): they run outside the greenlet that
 owns the request. Exceptions propagate as raised.
